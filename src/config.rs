@@ -1,0 +1,150 @@
+//! Command line and configuration: one struct, from flags or `MKV_*`
+//! environment variables. Go-style single-dash flags placed before the command
+//! (`mkv -volumes a,b -db /tmp/x server`) are accepted unchanged.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "mkv", version, about = "minikeyvalue-compatible blob store with an S3 gateway")]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Serve the native API.
+    Server,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 1s, 500ms, 2m)"))
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Config {
+    /// Volume servers, host:port, comma separated.
+    #[arg(long, global = true, env = "MKV_VOLUMES", value_delimiter = ',')]
+    pub volumes: Vec<String>,
+    /// Index folder (an LMDB environment; created if missing).
+    #[arg(long, global = true, env = "MKV_DB")]
+    pub db: Option<PathBuf>,
+    /// Largest size the index may grow to, in GiB (address space, not disk).
+    #[arg(long, global = true, env = "MKV_DB_MAP_GIB", default_value_t = 256)]
+    pub db_map_gib: usize,
+    /// Copies of each value.
+    #[arg(long, global = true, env = "MKV_REPLICAS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub replicas: u32,
+    /// svNN folders per volume (1 = none).
+    #[arg(long, global = true, env = "MKV_SUBVOLUMES", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub subvolumes: u32,
+    #[arg(long, global = true, env = "MKV_PORT", default_value_t = 3000)]
+    pub port: u16,
+    #[arg(long, global = true, env = "MKV_BIND", default_value = "0.0.0.0")]
+    pub bind: String,
+    /// Redirect GETs of missing keys to this host:port.
+    #[arg(long, global = true, env = "MKV_FALLBACK")]
+    pub fallback: Option<String>,
+    /// Refuse DELETE of a key that was not UNLINKed first.
+    #[arg(long, global = true, env = "MKV_PROTECT", num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
+    pub protect: bool,
+    /// Record the MD5 of each value.
+    #[arg(long, global = true, env = "MKV_MD5SUM", num_args = 0..=1, default_missing_value = "true", default_value_t = true, action = clap::ArgAction::Set)]
+    pub md5sum: bool,
+    /// Timeout of the HEAD that checks a replica before a redirect, and of
+    /// connecting to a volume.
+    #[arg(long, global = true, env = "MKV_VOLTIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    pub voltimeout: Duration,
+    /// Longest a volume (or a client sending a body) may stay silent during a
+    /// transfer before the request fails.
+    #[arg(long, global = true, env = "MKV_IO_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub io_timeout: Duration,
+    /// Log every request.
+    #[arg(short = 'v', long, global = true, env = "MKV_VERBOSE")]
+    pub verbose: bool,
+}
+
+impl Config {
+    pub fn db_path(&self) -> Result<&PathBuf, String> {
+        self.db.as_ref().ok_or_else(|| "missing --db (or MKV_DB)".to_string())
+    }
+
+    pub fn check_volumes(&self) -> Result<(), String> {
+        if self.volumes.is_empty() {
+            return Err("missing --volumes (or MKV_VOLUMES)".into());
+        }
+        if let Some(bad) = self.volumes.iter().find(|v| v.is_empty() || v.contains(char::is_whitespace) || v.contains('/')) {
+            return Err(format!("bad volume {bad:?}: expected host:port"));
+        }
+        Ok(())
+    }
+}
+
+/// Turn Go-style `-name` / `-name=value` flags into `--name` ones. Single
+/// letters (`-v`, `-h`) and values such as negative numbers are left alone.
+pub fn normalize_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    args.into_iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let name = a.strip_prefix('-').filter(|r| !r.starts_with('-')).map(|r| r.split('=').next().unwrap_or(""));
+            match name {
+                Some(n) if i > 0 && n.len() > 1 && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') && n.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) => {
+                    format!("-{a}")
+                }
+                _ => a,
+            }
+        })
+        .collect()
+}
+
+/// Parse the command line; errors are one line.
+pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Cli, clap::Error> {
+    Cli::try_parse_from(normalize_args(args))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Cli {
+        parse(s.split_whitespace().map(String::from)).unwrap()
+    }
+
+    #[test]
+    fn go_style_flags_before_command() {
+        let c = p("mkv -volumes localhost:3001,localhost:3002 -db /tmp/indexdb/ -port 3000 -md5sum=false -protect server");
+        assert_eq!(c.command, Command::Server);
+        assert_eq!(c.config.volumes, ["localhost:3001", "localhost:3002"]);
+        assert_eq!(c.config.db.unwrap(), PathBuf::from("/tmp/indexdb/"));
+        assert!(!c.config.md5sum);
+        assert!(c.config.protect);
+        assert_eq!(c.config.replicas, 3);
+    }
+
+    #[test]
+    fn double_dash_flags_after_command() {
+        let c = p("mkv server --volumes a:1 --db /x --replicas 1 --subvolumes 1 --voltimeout 250ms --md5sum false -v");
+        assert_eq!(c.config.replicas, 1);
+        assert_eq!(c.config.voltimeout, Duration::from_millis(250));
+        assert!(!c.config.md5sum && c.config.verbose);
+        let c = p("mkv -replicas=2 -voltimeout=2s server");
+        assert_eq!((c.config.replicas, c.config.voltimeout), (2, Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn bad_flags_are_errors() {
+        for bad in ["mkv -replicas x server", "mkv -nosuch 1 server", "mkv -voltimeout 1parsec server", "mkv", "mkv -replicas 0 server"] {
+            assert!(parse(bad.split_whitespace().map(String::from)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn negative_values_untouched() {
+        assert_eq!(normalize_args(["mkv", "-port", "-1"].map(String::from)), ["mkv", "--port", "-1"]);
+    }
+}

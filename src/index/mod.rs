@@ -1,0 +1,199 @@
+//! The index: one LMDB environment holding the native key records (format in
+//! `record`), per-object metadata, and the S3 side tables. All calls are
+//! synchronous; async callers run writes on the blocking pool.
+
+pub mod record;
+
+use std::ops::Bound;
+use std::path::Path;
+
+use heed::types::Bytes;
+use heed::{Database, Env, EnvOpenOptions};
+use serde::{Deserialize, Serialize};
+
+pub use record::{Deleted, Record};
+
+/// What we know of an object beyond its native record. Written with the
+/// record when a value goes live; absent for keys recovered by a rebuild from
+/// volumes that did not tell us more.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectMeta {
+    pub size: u64,
+    /// Seconds since the epoch when the value went live.
+    pub mtime: u64,
+    /// Stored response headers (Content-Type, Cache-Control, x-amz-meta-*…),
+    /// names lowercase, in the order written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<(String, String)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("index: {0}")]
+    Lmdb(#[from] heed::Error),
+    #[error("index: corrupt metadata for a key: {0}")]
+    Meta(#[from] serde_json::Error),
+    #[error("index: cannot create {0}: {1}")]
+    Create(String, std::io::Error),
+}
+
+#[derive(Clone)]
+pub struct Index {
+    env: Env,
+    keys: Database<Bytes, Bytes>,
+    meta: Database<Bytes, Bytes>,
+}
+
+/// What a scan callback wants next.
+pub enum Scan {
+    Continue,
+    Stop,
+    /// Jump to the first key >= this one (skips a whole range in one seek).
+    SeekTo(Vec<u8>),
+}
+
+impl Index {
+    pub fn open(path: &Path, map_size: usize) -> Result<Index, IndexError> {
+        std::fs::create_dir_all(path).map_err(|e| IndexError::Create(path.display().to_string(), e))?;
+        // SAFETY: the environment is opened once per process; LMDB's own lock
+        // file makes concurrent use by other processes (admin commands) safe.
+        let env = unsafe { EnvOpenOptions::new().map_size(map_size).max_dbs(8).open(path)? };
+        let mut wtxn = env.write_txn()?;
+        let keys = env.create_database(&mut wtxn, Some("keys"))?;
+        let meta = env.create_database(&mut wtxn, Some("meta"))?;
+        wtxn.commit()?;
+        Ok(Index { env, keys, meta })
+    }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<Record>, IndexError> {
+        let rtxn = self.env.read_txn()?;
+        Ok(self.keys.get(&rtxn, key)?.map(Record::decode))
+    }
+
+    pub fn get_meta(&self, key: &[u8]) -> Result<Option<ObjectMeta>, IndexError> {
+        let rtxn = self.env.read_txn()?;
+        match self.meta.get(&rtxn, key)? {
+            Some(raw) => Ok(Some(serde_json::from_slice(raw)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Record and metadata together, from one snapshot.
+    pub fn get_with_meta(&self, key: &[u8]) -> Result<Option<(Record, Option<ObjectMeta>)>, IndexError> {
+        let rtxn = self.env.read_txn()?;
+        let Some(raw) = self.keys.get(&rtxn, key)? else { return Ok(None) };
+        let meta = match self.meta.get(&rtxn, key)? {
+            Some(m) => Some(serde_json::from_slice(m)?),
+            None => None,
+        };
+        Ok(Some((Record::decode(raw), meta)))
+    }
+
+    /// Write a record; `meta` replaces the stored metadata when given.
+    pub fn put(&self, key: &[u8], rec: &Record, meta: Option<&ObjectMeta>) -> Result<(), IndexError> {
+        let mut wtxn = self.env.write_txn()?;
+        self.keys.put(&mut wtxn, key, rec.encode().as_bytes())?;
+        if let Some(m) = meta {
+            self.meta.put(&mut wtxn, key, &serde_json::to_vec(m)?)?;
+        }
+        wtxn.commit()?;
+        Ok(())
+    }
+
+    /// Remove a key's record and metadata (a hard delete).
+    pub fn delete(&self, key: &[u8]) -> Result<(), IndexError> {
+        let mut wtxn = self.env.write_txn()?;
+        self.keys.delete(&mut wtxn, key)?;
+        self.meta.delete(&mut wtxn, key)?;
+        wtxn.commit()?;
+        Ok(())
+    }
+
+    /// Empty the key and metadata tables (rebuild starts from nothing).
+    pub fn clear(&self) -> Result<(), IndexError> {
+        let mut wtxn = self.env.write_txn()?;
+        self.keys.clear(&mut wtxn)?;
+        self.meta.clear(&mut wtxn)?;
+        wtxn.commit()?;
+        Ok(())
+    }
+
+    /// Visit keys with `prefix`, in byte order, from `start` (or the prefix).
+    /// One read transaction: the callback must be quick and must not block.
+    pub fn scan(
+        &self,
+        prefix: &[u8],
+        start: Option<&[u8]>,
+        mut f: impl FnMut(&[u8], Record) -> Scan,
+    ) -> Result<(), IndexError> {
+        let rtxn = self.env.read_txn()?;
+        let mut from = match start {
+            Some(s) if s > prefix => s.to_vec(),
+            _ => prefix.to_vec(),
+        };
+        'seek: loop {
+            let range = (Bound::Included(from.as_slice()), Bound::Unbounded);
+            for item in self.keys.range(&rtxn, &range)? {
+                let (k, v) = item?;
+                if !k.starts_with(prefix) {
+                    return Ok(());
+                }
+                match f(k, Record::decode(v)) {
+                    Scan::Continue => {}
+                    Scan::Stop => return Ok(()),
+                    Scan::SeekTo(next) => {
+                        from = next;
+                        continue 'seek;
+                    }
+                }
+            }
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn live(v: &str) -> Record {
+        Record { volumes: vec![v.into()], deleted: Deleted::No, hash: String::new() }
+    }
+
+    #[test]
+    fn put_get_delete_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = Index::open(dir.path(), 1 << 26).unwrap();
+        for k in ["/a/1", "/a/2", "/a/3", "/b/1", "/a"] {
+            idx.put(k.as_bytes(), &live("v"), None).unwrap();
+        }
+        assert_eq!(idx.get(b"/a/2").unwrap(), Some(live("v")));
+        idx.delete(b"/a/2").unwrap();
+        assert_eq!(idx.get(b"/a/2").unwrap(), None);
+        let mut seen = Vec::new();
+        idx.scan(b"/a/", None, |k, _| {
+            seen.push(String::from_utf8(k.to_vec()).unwrap());
+            Scan::Continue
+        })
+        .unwrap();
+        assert_eq!(seen, ["/a/1", "/a/3"]);
+        seen.clear();
+        idx.scan(b"/", Some(b"/a/3"), |k, _| {
+            seen.push(String::from_utf8(k.to_vec()).unwrap());
+            if k == b"/a/3" { Scan::SeekTo(b"/b".to_vec()) } else { Scan::Continue }
+        })
+        .unwrap();
+        assert_eq!(seen, ["/a/3", "/b/1"]);
+    }
+
+    #[test]
+    fn meta_travels_with_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = Index::open(dir.path(), 1 << 26).unwrap();
+        let m = ObjectMeta { size: 5, mtime: 7, headers: vec![("content-type".into(), "text/plain".into())] };
+        idx.put(b"/k", &live("v"), Some(&m)).unwrap();
+        assert_eq!(idx.get_with_meta(b"/k").unwrap(), Some((live("v"), Some(m))));
+        idx.delete(b"/k").unwrap();
+        assert_eq!(idx.get_meta(b"/k").unwrap(), None);
+    }
+}

@@ -1,0 +1,11 @@
+//! mkv: a minikeyvalue-compatible distributed blob store with an S3 gateway.
+
+pub mod config;
+pub mod error;
+pub mod index;
+pub mod native;
+pub mod placement;
+pub mod server;
+pub mod store;
+pub mod urlenc;
+pub mod volume;

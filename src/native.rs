@@ -1,0 +1,188 @@
+//! The native minikeyvalue HTTP API, byte-compatible with the original.
+
+use actix_web::http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use crate::error::Error;
+use crate::index::Scan;
+use crate::server::AppState;
+use crate::urlenc::{percent_decode, query_pairs};
+
+/// The original refuses unpaged listings longer than this.
+const MAX_UNPAGED_KEYS: usize = 1_000_000;
+
+/// The key a native request addresses: the percent-decoded path.
+pub fn request_key(req: &HttpRequest) -> Vec<u8> {
+    percent_decode(req.uri().path().as_bytes())
+}
+
+fn empty(status: StatusCode) -> HttpResponse {
+    HttpResponse::build(status).insert_header((CONTENT_LENGTH, HeaderValue::from_static("0"))).finish()
+}
+
+fn error_response(e: &Error) -> HttpResponse {
+    let status = e.native_status();
+    if status.is_server_error() {
+        tracing::warn!("{e}");
+    }
+    empty(status)
+}
+
+pub async fn handle(req: HttpRequest, body: web::Payload, app: web::Data<AppState>) -> HttpResponse {
+    let key = request_key(&req);
+    let query = req.uri().query().unwrap_or("");
+    let method = req.method().as_str();
+    if !query.is_empty() && req.method() == Method::GET {
+        return list(&app, &key, query).await;
+    }
+    let store = &app.store;
+    match method {
+        "GET" | "HEAD" => get(&app, &key).await,
+        "PUT" => {
+            let len = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+            match store.put_new(&key, len, body).await {
+                Ok(_) => empty(StatusCode::CREATED),
+                Err(e) => error_response(&e),
+            }
+        }
+        "DELETE" | "UNLINK" => match store.delete(&key, method == "UNLINK").await {
+            Ok(()) => empty(StatusCode::NO_CONTENT),
+            Err(e) => error_response(&e),
+        },
+        "REBALANCE" => match store.rebalance(&key).await {
+            Ok(_) => empty(StatusCode::NO_CONTENT),
+            Err(e @ (Error::NotFound | Error::Locked)) => error_response(&e),
+            Err(e) => {
+                tracing::warn!("rebalance: {e}");
+                empty(StatusCode::BAD_REQUEST)
+            }
+        },
+        _ => empty(StatusCode::METHOD_NOT_ALLOWED),
+    }
+}
+
+async fn get(app: &AppState, key: &[u8]) -> HttpResponse {
+    let store = &app.store;
+    let rec = match store.record(key) {
+        Ok(r) => r,
+        Err(e) => return error_response(&e),
+    };
+    let mut resp = HttpResponse::build(StatusCode::FOUND);
+    if let Some(hash) = rec.as_ref().map(|r| &r.hash).filter(|h| !h.is_empty()) {
+        // The hash is of the whole value, whatever range is asked for.
+        resp.insert_header(("Content-Md5", hash.as_str()));
+    }
+    let location = match rec.filter(|r| r.is_live()) {
+        None => match &store.config.fallback {
+            Some(fb) => format!("http://{fb}{}", String::from_utf8_lossy(key)),
+            None => return resp.status(StatusCode::NOT_FOUND).insert_header((CONTENT_LENGTH, "0")).finish(),
+        },
+        Some(rec) => {
+            let balance = if store.is_balanced(key, &rec) { "balanced" } else { "unbalanced" };
+            resp.insert_header(("Key-Balance", balance));
+            resp.insert_header(("Key-Volumes", rec.volumes.join(",")));
+            match store.locate(key).await {
+                Ok(found) => found.url,
+                Err(_) => return resp.status(StatusCode::NOT_FOUND).insert_header((CONTENT_LENGTH, "0")).finish(),
+            }
+        }
+    };
+    resp.insert_header((LOCATION, location)).insert_header((CONTENT_LENGTH, "0")).finish()
+}
+
+async fn list(app: &AppState, prefix: &[u8], query: &str) -> HttpResponse {
+    let operation = query.split('&').next().unwrap_or("");
+    let want_live = match operation {
+        "list" => true,
+        "unlinked" => false,
+        _ => return empty(StatusCode::FORBIDDEN),
+    };
+    let params = query_pairs(query);
+    let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice());
+    let limit = match param("limit").filter(|v| !v.is_empty()) {
+        None => 0,
+        Some(v) => match std::str::from_utf8(v).ok().and_then(|s| s.parse::<i64>().ok()) {
+            Some(n) => n.max(0) as usize,
+            None => return empty(StatusCode::BAD_REQUEST),
+        },
+    };
+    let start = param("start").filter(|s| !s.is_empty());
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    let mut next: Vec<u8> = Vec::new();
+    let mut too_many = false;
+    let scanned = app.store.index.scan(prefix, start, |k, rec| {
+        if rec.is_live() != want_live {
+            return Scan::Continue;
+        }
+        if keys.len() > MAX_UNPAGED_KEYS {
+            too_many = true;
+            return Scan::Stop;
+        }
+        if limit > 0 && keys.len() == limit {
+            next = k.to_vec();
+            return Scan::Stop;
+        }
+        keys.push(k.to_vec());
+        Scan::Continue
+    });
+    if let Err(e) = scanned {
+        return error_response(&e.into());
+    }
+    if too_many {
+        return empty(StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    let mut out = String::from("{\"next\":");
+    go_json_string(&mut out, &next);
+    out.push_str(",\"keys\":[");
+    for (i, k) in keys.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        go_json_string(&mut out, k);
+    }
+    out.push_str("]}");
+    HttpResponse::Ok().insert_header((CONTENT_TYPE, "application/json")).body(out)
+}
+
+/// A JSON string exactly as Go's `encoding/json` writes it: HTML-sensitive
+/// characters and U+2028/2029 escaped, invalid UTF-8 replaced by U+FFFD.
+pub fn go_json_string(out: &mut String, bytes: &[u8]) {
+    out.push('"');
+    for c in String::from_utf8_lossy(bytes).chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(b: &[u8]) -> String {
+        let mut s = String::new();
+        go_json_string(&mut s, b);
+        s
+    }
+
+    #[test]
+    fn go_json_escapes() {
+        assert_eq!(enc(b"/a b"), "\"/a b\"");
+        assert_eq!(enc(b"/fixture/b64/>??>o0"), "\"/fixture/b64/\\u003e??\\u003eo0\"");
+        assert_eq!(enc(b"<&>\"\\\n\x01"), "\"\\u003c\\u0026\\u003e\\\"\\\\\\n\\u0001\"");
+        assert_eq!(enc("ü🙂".as_bytes()), "\"ü🙂\"");
+        assert_eq!(enc(b"\xff"), "\"\u{fffd}\"");
+        assert_eq!(enc("\u{2028}".as_bytes()), "\"\\u2028\"");
+    }
+}

@@ -1,0 +1,292 @@
+//! The replicated store: placement + index + volumes. Writes follow the
+//! original's protocol (soft-deleted record, every replica, live record), with
+//! the body streamed to all replicas at once.
+
+pub mod locks;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::Stream;
+use md5::{Digest, Md5};
+use rand::seq::SliceRandom;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::index::{Deleted, Index, ObjectMeta, Record};
+use crate::placement::{key2volume, needs_rebalance};
+use crate::volume::{next_within, replica_url, ChunkTx, VolumeClient, CHUNKS_IN_FLIGHT};
+pub use locks::{KeyGuard, KeyLocks};
+
+#[derive(Clone)]
+pub struct Store {
+    pub index: Index,
+    pub volumes: VolumeClient,
+    pub locks: KeyLocks,
+    pub config: Arc<Config>,
+}
+
+/// What a finished write stored.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub md5: [u8; 16],
+    pub size: u64,
+}
+
+impl Written {
+    pub fn md5_hex(&self) -> String {
+        hex::encode(self.md5)
+    }
+}
+
+/// A live key and a replica that answered for it.
+pub struct Located {
+    pub record: Record,
+    pub url: String,
+}
+
+/// Aborts a spawned task when dropped, so a failed write stops its replica
+/// uploads (nginx then discards the partial files).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+impl Store {
+    pub fn new(index: Index, config: Arc<Config>) -> Store {
+        let volumes = VolumeClient::new(config.voltimeout, config.io_timeout);
+        Store { index, volumes, locks: KeyLocks::default(), config }
+    }
+
+    /// Where placement puts a key now.
+    pub fn placement(&self, key: &[u8]) -> Vec<String> {
+        key2volume(key, &self.config.volumes, self.config.replicas as usize, self.config.subvolumes)
+    }
+
+    /// Run an index write on the blocking pool (LMDB commits fsync).
+    pub async fn index_write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Index) -> Result<T, crate::index::IndexError> + Send + 'static,
+    ) -> Result<T> {
+        let index = self.index.clone();
+        tokio::task::spawn_blocking(move || f(&index)).await.map_err(|e| Error::Internal(e.to_string()))?.map_err(Error::from)
+    }
+
+    pub fn record(&self, key: &[u8]) -> Result<Option<Record>> {
+        Ok(self.index.get(key)?)
+    }
+
+    /// Native PUT of a new key: 403 if live, 409 if locked, 411 if empty.
+    pub async fn put_new<S, E>(&self, key: &[u8], len: Option<u64>, body: S) -> Result<Written>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        if len == Some(0) {
+            return Err(Error::EmptyBody);
+        }
+        let _guard = self.locks.try_lock(key).ok_or(Error::Locked)?;
+        if self.record(key)?.is_some_and(|r| r.is_live()) {
+            return Err(Error::Exists);
+        }
+        self.write_locked(key, len, body, Vec::new()).await
+    }
+
+    /// Write a value under a lock the caller holds: record it soft-deleted on
+    /// its target volumes, stream it to all of them, then record it live with
+    /// its hash and metadata. On any failure the record stays soft-deleted.
+    pub async fn write_locked<S, E>(&self, key: &[u8], len: Option<u64>, body: S, headers: Vec<(String, String)>) -> Result<Written>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let targets = self.placement(key);
+        let pending = Record { volumes: targets.clone(), deleted: Deleted::Soft, hash: String::new() };
+        let k = key.to_vec();
+        self.index_write(move |ix| ix.put(&k, &pending, None)).await?;
+        let urls: Vec<String> = targets.iter().map(|t| replica_url(t, key)).collect();
+        let written = self.write_replicas(&urls, len, body).await?;
+        let hash = if self.config.md5sum { written.md5_hex() } else { String::new() };
+        let live = Record { volumes: targets, deleted: Deleted::No, hash };
+        let meta = ObjectMeta { size: written.size, mtime: now_secs(), headers };
+        let k = key.to_vec();
+        self.index_write(move |ix| ix.put(&k, &live, Some(&meta))).await?;
+        Ok(written)
+    }
+
+    /// Stream `body` to every URL at once. Back-pressure: the slowest replica
+    /// sets the pace; at most `CHUNKS_IN_FLIGHT` chunks wait per replica.
+    /// The last chunk is held back until the body has ended cleanly, so a body
+    /// that fails at its very end (short, bad checksum) never completes a file.
+    pub async fn write_replicas<S, E>(&self, urls: &[String], len: Option<u64>, mut body: S) -> Result<Written>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let mut senders = Vec::with_capacity(urls.len());
+        let mut tasks = Vec::with_capacity(urls.len());
+        for url in urls {
+            let (tx, rx) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
+            senders.push(tx);
+            let (vol, url) = (self.volumes.clone(), url.clone());
+            tasks.push(AbortOnDrop(tokio::spawn(async move { vol.put_stream(url, len, rx).await })));
+        }
+        let result = self.pump(urls, &senders, &mut body).await;
+        if result.is_err() {
+            for tx in &senders {
+                let _ = tx.try_send(Err(std::io::Error::other("write aborted")));
+            }
+            return result;
+        }
+        drop(senders);
+        for (task, url) in tasks.iter_mut().zip(urls) {
+            match tokio::time::timeout(self.volumes.io_timeout, &mut task.0).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => return Err(e),
+                Ok(Err(e)) => return Err(Error::volume(url, e)),
+                Err(_) => return Err(Error::volume(url, "no answer within the I/O timeout")),
+            }
+        }
+        result
+    }
+
+    async fn pump<S, E>(&self, urls: &[String], senders: &[ChunkTx], body: &mut S) -> Result<Written>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let mut md5 = Md5::new();
+        let mut size = 0u64;
+        let mut held: Option<Bytes> = None;
+        loop {
+            let next = next_within(body, self.volumes.io_timeout).await.map_err(|_| Error::BodyTimeout)?;
+            match next {
+                Some(Ok(chunk)) if chunk.is_empty() => {}
+                Some(Ok(chunk)) => {
+                    md5.update(&chunk);
+                    size += chunk.len() as u64;
+                    if let Some(prev) = held.replace(chunk) {
+                        self.fan_out(urls, senders, prev).await?;
+                    }
+                }
+                Some(Err(e)) => return Err(Error::Body(e.to_string())),
+                None => break,
+            }
+        }
+        let Some(last) = held else { return Err(Error::EmptyBody) };
+        self.fan_out(urls, senders, last).await?;
+        Ok(Written { md5: md5.finalize().into(), size })
+    }
+
+    async fn fan_out(&self, urls: &[String], senders: &[ChunkTx], chunk: Bytes) -> Result<()> {
+        let sends = senders.iter().map(|tx| tokio::time::timeout(self.volumes.io_timeout, tx.send(Ok(chunk.clone()))));
+        for (res, url) in futures::future::join_all(sends).await.into_iter().zip(urls) {
+            match res {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(Error::volume(url, "volume closed the upload")),
+                Err(_) => return Err(Error::volume(url, "upload stalled for longer than the I/O timeout")),
+            }
+        }
+        Ok(())
+    }
+
+    /// A live key and the first of its replicas (random order) that answers a
+    /// HEAD within the volume timeout.
+    pub async fn locate(&self, key: &[u8]) -> Result<Located> {
+        let record = self.record(key)?.filter(Record::is_live).ok_or(Error::NotFound)?;
+        let url = self.first_live_replica(key, &record).await.ok_or(Error::NoReplica)?;
+        Ok(Located { record, url })
+    }
+
+    /// Replica URLs of a record in random order (spreads reads).
+    pub fn replica_urls_shuffled(&self, key: &[u8], record: &Record) -> Vec<String> {
+        let mut urls: Vec<String> = record.volumes.iter().map(|v| replica_url(v, key)).collect();
+        urls.shuffle(&mut rand::rng());
+        urls
+    }
+
+    async fn first_live_replica(&self, key: &[u8], record: &Record) -> Option<String> {
+        for url in self.replica_urls_shuffled(key, record) {
+            if self.volumes.exists(&url).await {
+                return Some(url);
+            }
+        }
+        None
+    }
+
+    pub fn is_balanced(&self, key: &[u8], record: &Record) -> bool {
+        !needs_rebalance(&record.volumes, &self.placement(key))
+    }
+
+    /// DELETE (remove replicas and record) or UNLINK (mark deleted, keep data).
+    pub async fn delete(&self, key: &[u8], unlink: bool) -> Result<()> {
+        let _guard = self.locks.try_lock(key).ok_or(Error::Locked)?;
+        self.delete_locked(key, unlink, self.config.protect).await
+    }
+
+    pub async fn delete_locked(&self, key: &[u8], unlink: bool, protect: bool) -> Result<()> {
+        let rec = self.record(key)?.ok_or(Error::NotFound)?;
+        if unlink && !rec.is_live() {
+            return Err(Error::NotFound);
+        }
+        if !unlink && protect && rec.is_live() {
+            return Err(Error::Protected);
+        }
+        let soft = Record { deleted: Deleted::Soft, ..rec.clone() };
+        let k = key.to_vec();
+        self.index_write(move |ix| ix.put(&k, &soft, None)).await?;
+        if unlink {
+            return Ok(());
+        }
+        let deletes = rec.volumes.iter().map(|v| replica_url(v, key)).map(|url| async move { self.volumes.delete(&url).await });
+        for res in futures::future::join_all(deletes).await {
+            // The record stays soft-deleted: a retry can finish the job.
+            res?;
+        }
+        let k = key.to_vec();
+        self.index_write(move |ix| ix.delete(&k)).await
+    }
+
+    /// Move one key's replicas to where placement puts them now: copy to each
+    /// new target from a replica that has it, record the new volumes, then
+    /// remove the copies no longer wanted. Safe to repeat.
+    pub async fn rebalance(&self, key: &[u8]) -> Result<bool> {
+        let _guard = self.locks.try_lock(key).ok_or(Error::Locked)?;
+        self.rebalance_locked(key).await
+    }
+
+    /// Returns whether anything moved.
+    pub async fn rebalance_locked(&self, key: &[u8]) -> Result<bool> {
+        let rec = self.record(key)?.filter(Record::is_live).ok_or(Error::NotFound)?;
+        let wanted = self.placement(key);
+        let mut have = Vec::new();
+        for v in rec.volumes.iter().chain(wanted.iter()) {
+            let url = replica_url(v, key);
+            if !have.contains(v) && self.volumes.head(&url).await?.is_some() {
+                have.push(v.clone());
+            }
+        }
+        let source = have.first().map(|v| replica_url(v, key)).ok_or(Error::NoReplica)?;
+        if rec.volumes == wanted && wanted.iter().all(|w| have.contains(w)) {
+            return Ok(false);
+        }
+        for w in wanted.iter().filter(|w| !have.contains(w)) {
+            self.volumes.copy(&source, &replica_url(w, key)).await?;
+        }
+        let moved = Record { volumes: wanted.clone(), ..rec.clone() };
+        let k = key.to_vec();
+        self.index_write(move |ix| ix.put(&k, &moved, None)).await?;
+        for old in have.iter().filter(|v| !wanted.contains(v)) {
+            self.volumes.delete(&replica_url(old, key)).await?;
+        }
+        Ok(true)
+    }
+}

@@ -1,0 +1,160 @@
+//! HTTP client for the nginx volume servers: keep-alive pool, timeouts on
+//! every call, streaming bodies both ways.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::Stream;
+use reqwest::header::{CONTENT_LENGTH, RANGE};
+use reqwest::StatusCode;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::error::{Error, Result};
+use crate::placement::key2path;
+
+/// Chunks sent to the PUT of one replica, queued when the volume is slower
+/// than the client. Bounds memory per replica to this many body chunks.
+pub const CHUNKS_IN_FLIGHT: usize = 8;
+
+pub type ChunkTx = mpsc::Sender<std::io::Result<Bytes>>;
+
+#[derive(Clone)]
+pub struct VolumeClient {
+    http: reqwest::Client,
+    /// HEAD checks before a redirect.
+    head_timeout: Duration,
+    /// Longest silence during a transfer.
+    pub io_timeout: Duration,
+}
+
+/// One entry of nginx's `autoindex_format json`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DirEntry {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub size: Option<u64>,
+    #[serde(default)]
+    pub mtime: Option<String>,
+}
+
+impl DirEntry {
+    pub fn is_dir(&self) -> bool {
+        self.kind == "directory"
+    }
+}
+
+/// URL of a key's file on a target volume (`host:port[/svNN]`).
+pub fn replica_url(target: &str, key: &[u8]) -> String {
+    format!("http://{target}{}", key2path(key))
+}
+
+impl VolumeClient {
+    pub fn new(head_timeout: Duration, io_timeout: Duration) -> VolumeClient {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .tcp_nodelay(true)
+            .connect_timeout(head_timeout.max(Duration::from_millis(200)))
+            .read_timeout(io_timeout)
+            .pool_max_idle_per_host(256)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("reqwest client");
+        VolumeClient { http, head_timeout, io_timeout }
+    }
+
+    /// Size of the file if the volume has it (200 to a HEAD in time).
+    pub async fn head(&self, url: &str) -> Result<Option<u64>> {
+        let resp = self.http.head(url).timeout(self.head_timeout).send().await.map_err(|e| Error::volume(url, e))?;
+        match resp.status() {
+            StatusCode::OK => Ok(resp.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok()).or(Some(0))),
+            StatusCode::NOT_FOUND => Ok(None),
+            s => Err(Error::volume(url, s)),
+        }
+    }
+
+    /// True if a HEAD answered 200 within the HEAD timeout.
+    pub async fn exists(&self, url: &str) -> bool {
+        matches!(self.head(url).await, Ok(Some(_)))
+    }
+
+    /// PUT a body that arrives on `rx`. An `Err` on the channel aborts the
+    /// request, so nginx discards the partial file.
+    pub async fn put_stream(&self, url: String, len: Option<u64>, rx: mpsc::Receiver<std::io::Result<Bytes>>) -> Result<()> {
+        let mut req = self.http.put(&url).body(reqwest::Body::wrap_stream(ReceiverStream::new(rx)));
+        if let Some(len) = len {
+            req = req.header(CONTENT_LENGTH, len);
+        }
+        let resp = req.send().await.map_err(|e| Error::volume(&url, e))?;
+        match resp.status() {
+            StatusCode::CREATED | StatusCode::NO_CONTENT | StatusCode::OK => Ok(()),
+            s => Err(Error::volume(&url, format!("PUT answered {s}"))),
+        }
+    }
+
+    /// DELETE a file; a file already gone counts as deleted.
+    pub async fn delete(&self, url: &str) -> Result<()> {
+        let resp = self.http.delete(url).timeout(self.io_timeout).send().await.map_err(|e| Error::volume(url, e))?;
+        match resp.status() {
+            StatusCode::NO_CONTENT | StatusCode::OK | StatusCode::NOT_FOUND => Ok(()),
+            s => Err(Error::volume(url, format!("DELETE answered {s}"))),
+        }
+    }
+
+    /// GET a file (optionally a byte range), as a response whose body streams.
+    pub async fn get(&self, url: &str, range: Option<&str>) -> Result<reqwest::Response> {
+        let mut req = self.http.get(url);
+        if let Some(r) = range {
+            req = req.header(RANGE, r);
+        }
+        let resp = req.send().await.map_err(|e| Error::volume(url, e))?;
+        match resp.status() {
+            StatusCode::OK | StatusCode::PARTIAL_CONTENT => Ok(resp),
+            StatusCode::NOT_FOUND => Err(Error::NotFound),
+            s => Err(Error::volume(url, format!("GET answered {s}"))),
+        }
+    }
+
+    /// A folder's autoindex listing; a missing folder is empty.
+    pub async fn list_dir(&self, url: &str) -> Result<Vec<DirEntry>> {
+        let resp = self.http.get(url).timeout(self.io_timeout).send().await.map_err(|e| Error::volume(url, e))?;
+        match resp.status() {
+            StatusCode::OK => {
+                let body = resp.bytes().await.map_err(|e| Error::volume(url, e))?;
+                serde_json::from_slice(&body).map_err(|e| Error::volume(url, format!("bad autoindex JSON: {e}")))
+            }
+            StatusCode::NOT_FOUND => Ok(Vec::new()),
+            s => Err(Error::volume(url, format!("listing answered {s}"))),
+        }
+    }
+
+    /// Stream a GET of `from` into a PUT at `to`, through this process with
+    /// bounded memory (replica copies for rebalance and repair).
+    pub async fn copy(&self, from: &str, to: &str) -> Result<u64> {
+        let resp = self.get(from, None).await?;
+        let len = resp.content_length();
+        let body = reqwest::Body::wrap_stream(resp.bytes_stream());
+        let mut req = self.http.put(to).body(body);
+        if let Some(len) = len {
+            req = req.header(CONTENT_LENGTH, len);
+        }
+        let put = req.send().await.map_err(|e| Error::volume(to, e))?;
+        match put.status() {
+            StatusCode::CREATED | StatusCode::NO_CONTENT | StatusCode::OK => Ok(len.unwrap_or(0)),
+            s => Err(Error::volume(to, format!("PUT answered {s}"))),
+        }
+    }
+}
+
+/// Wait for a stream item, failing if the source stays silent too long.
+pub async fn next_within<S, T>(stream: &mut S, limit: Duration) -> std::result::Result<Option<T>, tokio::time::error::Elapsed>
+where
+    S: Stream<Item = T> + Unpin,
+{
+    use futures::StreamExt;
+    tokio::time::timeout(limit, stream.next()).await
+}
