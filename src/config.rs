@@ -51,10 +51,10 @@ pub struct Config {
     #[arg(long, global = true, env = "MKV_FALLBACK")]
     pub fallback: Option<String>,
     /// Refuse DELETE of a key that was not UNLINKed first.
-    #[arg(long, global = true, env = "MKV_PROTECT", num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
+    #[arg(long, global = true, env = "MKV_PROTECT", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
     pub protect: bool,
     /// Record the MD5 of each value.
-    #[arg(long, global = true, env = "MKV_MD5SUM", num_args = 0..=1, default_missing_value = "true", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, global = true, env = "MKV_MD5SUM", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value_t = true, action = clap::ArgAction::Set)]
     pub md5sum: bool,
     /// Timeout of the HEAD that checks a replica before a redirect, and of
     /// connecting to a volume.
@@ -85,21 +85,31 @@ impl Config {
     }
 }
 
+/// Boolean flags: bare means true, a value needs `=` (as in Go), except that
+/// `--md5sum false` with a separate `true`/`false` is also understood.
+const BOOL_FLAGS: [&str; 2] = ["--protect", "--md5sum"];
+
 /// Turn Go-style `-name` / `-name=value` flags into `--name` ones. Single
 /// letters (`-v`, `-h`) and values such as negative numbers are left alone.
 pub fn normalize_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
-    args.into_iter()
-        .enumerate()
-        .map(|(i, a)| {
-            let name = a.strip_prefix('-').filter(|r| !r.starts_with('-')).map(|r| r.split('=').next().unwrap_or(""));
-            match name {
-                Some(n) if i > 0 && n.len() > 1 && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') && n.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) => {
-                    format!("-{a}")
-                }
-                _ => a,
+    let mut out: Vec<String> = Vec::new();
+    for (i, a) in args.into_iter().enumerate() {
+        let name = a.strip_prefix('-').filter(|r| !r.starts_with('-')).map(|r| r.split('=').next().unwrap_or(""));
+        let a = match name {
+            Some(n) if i > 0 && n.len() > 1 && n.starts_with(|c: char| c.is_ascii_alphabetic()) && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') => {
+                format!("-{a}")
             }
-        })
-        .collect()
+            _ => a,
+        };
+        match out.last_mut() {
+            Some(prev) if BOOL_FLAGS.contains(&prev.as_str()) && (a == "true" || a == "false") => {
+                prev.push('=');
+                prev.push_str(&a);
+            }
+            _ => out.push(a),
+        }
+    }
+    out
 }
 
 /// Parse the command line; errors are one line.

@@ -13,6 +13,8 @@ pub enum Error {
     Exists,
     #[error("another write or delete of this key is in progress")]
     Locked,
+    #[error("key longer than the index allows")]
+    KeyTooLong,
     #[error("empty body")]
     EmptyBody,
     #[error("protected: UNLINK the key before DELETE")]
@@ -43,6 +45,7 @@ impl Error {
             Error::Exists | Error::Protected => StatusCode::FORBIDDEN,
             Error::Locked => StatusCode::CONFLICT,
             Error::EmptyBody => StatusCode::LENGTH_REQUIRED,
+            Error::KeyTooLong => StatusCode::URI_TOO_LONG,
             Error::Body(_) => StatusCode::BAD_REQUEST,
             Error::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Error::Index(_) | Error::Volume { .. } | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -30,6 +30,13 @@ fn error_response(e: &Error) -> HttpResponse {
 }
 
 pub async fn handle(req: HttpRequest, body: web::Payload, app: web::Data<AppState>) -> HttpResponse {
+    let mut resp = route(req, body, app).await;
+    // Header names as Go writes them (Content-Md5, Key-Volumes).
+    resp.head_mut().set_camel_case_headers(true);
+    resp
+}
+
+async fn route(req: HttpRequest, body: web::Payload, app: web::Data<AppState>) -> HttpResponse {
     let key = request_key(&req);
     let query = req.uri().query().unwrap_or("");
     let method = req.method().as_str();

@@ -27,13 +27,13 @@ async fn dispatch(req: HttpRequest, body: web::Payload, app: web::Data<AppState>
     native::handle(req, body, app).await
 }
 
-/// Serve until interrupted, on an already bound listener (tests bind port 0).
-pub async fn serve(store: Store, listener: std::net::TcpListener) -> std::io::Result<()> {
+/// The server on an already bound listener (tests bind port 0); await it to
+/// serve until interrupted, or stop it through its handle.
+pub fn serve(store: Store, listener: std::net::TcpListener) -> std::io::Result<actix_web::dev::Server> {
     let state = web::Data::new(AppState { store });
-    HttpServer::new(move || App::new().app_data(state.clone()).default_service(web::to(dispatch)))
+    Ok(HttpServer::new(move || App::new().app_data(state.clone()).default_service(web::to(dispatch)))
         .listen(listener)?
-        .run()
-        .await
+        .run())
 }
 
 pub async fn run(config: Config) -> Result<(), String> {
@@ -41,5 +41,5 @@ pub async fn run(config: Config) -> Result<(), String> {
     let addr = format!("{}:{}", config.bind, config.port);
     let listener = std::net::TcpListener::bind(&addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     tracing::info!("mkv listening on {addr}, {} volumes, {} replicas", config.volumes.len(), config.replicas);
-    serve(store, listener).await.map_err(|e| e.to_string())
+    serve(store, listener).map_err(|e| e.to_string())?.await.map_err(|e| e.to_string())
 }

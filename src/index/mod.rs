@@ -40,6 +40,8 @@ pub enum IndexError {
 #[derive(Clone)]
 pub struct Index {
     env: Env,
+    /// Longest key LMDB takes (built with `longer-keys`: about 2 KiB).
+    pub max_key: usize,
     keys: Database<Bytes, Bytes>,
     meta: Database<Bytes, Bytes>,
 }
@@ -62,10 +64,14 @@ impl Index {
         let keys = env.create_database(&mut wtxn, Some("keys"))?;
         let meta = env.create_database(&mut wtxn, Some("meta"))?;
         wtxn.commit()?;
-        Ok(Index { env, keys, meta })
+        let max_key = env.max_key_size();
+        Ok(Index { env, max_key, keys, meta })
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Record>, IndexError> {
+        if key.len() > self.max_key {
+            return Ok(None);
+        }
         let rtxn = self.env.read_txn()?;
         Ok(self.keys.get(&rtxn, key)?.map(Record::decode))
     }
@@ -80,6 +86,9 @@ impl Index {
 
     /// Record and metadata together, from one snapshot.
     pub fn get_with_meta(&self, key: &[u8]) -> Result<Option<(Record, Option<ObjectMeta>)>, IndexError> {
+        if key.len() > self.max_key {
+            return Ok(None);
+        }
         let rtxn = self.env.read_txn()?;
         let Some(raw) = self.keys.get(&rtxn, key)? else { return Ok(None) };
         let meta = match self.meta.get(&rtxn, key)? {
@@ -95,6 +104,16 @@ impl Index {
         self.keys.put(&mut wtxn, key, rec.encode().as_bytes())?;
         if let Some(m) = meta {
             self.meta.put(&mut wtxn, key, &serde_json::to_vec(m)?)?;
+        }
+        wtxn.commit()?;
+        Ok(())
+    }
+
+    /// Write many records in one transaction (rebuild, bulk loads).
+    pub fn put_many<'a>(&self, records: impl IntoIterator<Item = (&'a [u8], &'a Record)>) -> Result<(), IndexError> {
+        let mut wtxn = self.env.write_txn()?;
+        for (key, rec) in records {
+            self.keys.put(&mut wtxn, key, rec.encode().as_bytes())?;
         }
         wtxn.commit()?;
         Ok(())
@@ -168,6 +187,11 @@ mod tests {
             idx.put(k.as_bytes(), &live("v"), None).unwrap();
         }
         assert_eq!(idx.get(b"/a/2").unwrap(), Some(live("v")));
+        assert!(idx.max_key >= 1100, "{}", idx.max_key);
+        let long = vec![b'k'; 1100];
+        idx.put(&long, &live("v"), None).unwrap();
+        assert!(idx.get(&long).unwrap().is_some());
+        assert_eq!(idx.get(&vec![b'k'; idx.max_key + 1]).unwrap(), None);
         idx.delete(b"/a/2").unwrap();
         assert_eq!(idx.get(b"/a/2").unwrap(), None);
         let mut seen = Vec::new();

@@ -93,6 +93,9 @@ impl Store {
         if len == Some(0) {
             return Err(Error::EmptyBody);
         }
+        if key.len() > self.index.max_key {
+            return Err(Error::KeyTooLong);
+        }
         let _guard = self.locks.try_lock(key).ok_or(Error::Locked)?;
         if self.record(key)?.is_some_and(|r| r.is_live()) {
             return Err(Error::Exists);
@@ -103,17 +106,19 @@ impl Store {
     /// Write a value under a lock the caller holds: record it soft-deleted on
     /// its target volumes, stream it to all of them, then record it live with
     /// its hash and metadata. On any failure the record stays soft-deleted.
-    pub async fn write_locked<S, E>(&self, key: &[u8], len: Option<u64>, body: S, headers: Vec<(String, String)>) -> Result<Written>
+    pub async fn write_locked<S, E>(&self, key: &[u8], len: Option<u64>, mut body: S, headers: Vec<(String, String)>) -> Result<Written>
     where
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
+        // An empty body (chunked, no length) must fail before anything is recorded.
+        let first = self.next_chunk(&mut body).await?.ok_or(Error::EmptyBody)?;
         let targets = self.placement(key);
         let pending = Record { volumes: targets.clone(), deleted: Deleted::Soft, hash: String::new() };
         let k = key.to_vec();
         self.index_write(move |ix| ix.put(&k, &pending, None)).await?;
         let urls: Vec<String> = targets.iter().map(|t| replica_url(t, key)).collect();
-        let written = self.write_replicas(&urls, len, body).await?;
+        let written = self.write_replicas(&urls, len, Some(first), body).await?;
         let hash = if self.config.md5sum { written.md5_hex() } else { String::new() };
         let live = Record { volumes: targets, deleted: Deleted::No, hash };
         let meta = ObjectMeta { size: written.size, mtime: now_secs(), headers };
@@ -126,7 +131,7 @@ impl Store {
     /// sets the pace; at most `CHUNKS_IN_FLIGHT` chunks wait per replica.
     /// The last chunk is held back until the body has ended cleanly, so a body
     /// that fails at its very end (short, bad checksum) never completes a file.
-    pub async fn write_replicas<S, E>(&self, urls: &[String], len: Option<u64>, mut body: S) -> Result<Written>
+    pub async fn write_replicas<S, E>(&self, urls: &[String], len: Option<u64>, first: Option<Bytes>, mut body: S) -> Result<Written>
     where
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -139,7 +144,7 @@ impl Store {
             let (vol, url) = (self.volumes.clone(), url.clone());
             tasks.push(AbortOnDrop(tokio::spawn(async move { vol.put_stream(url, len, rx).await })));
         }
-        let result = self.pump(urls, &senders, &mut body).await;
+        let result = self.pump(urls, &senders, first, &mut body).await;
         if result.is_err() {
             for tx in &senders {
                 let _ = tx.try_send(Err(std::io::Error::other("write aborted")));
@@ -158,7 +163,23 @@ impl Store {
         result
     }
 
-    async fn pump<S, E>(&self, urls: &[String], senders: &[ChunkTx], body: &mut S) -> Result<Written>
+    /// The next non-empty chunk of a body, waiting at most the I/O timeout.
+    async fn next_chunk<S, E>(&self, body: &mut S) -> Result<Option<Bytes>>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        loop {
+            match next_within(body, self.volumes.io_timeout).await.map_err(|_| Error::BodyTimeout)? {
+                Some(Ok(chunk)) if chunk.is_empty() => {}
+                Some(Ok(chunk)) => return Ok(Some(chunk)),
+                Some(Err(e)) => return Err(Error::Body(e.to_string())),
+                None => return Ok(None),
+            }
+        }
+    }
+
+    async fn pump<S, E>(&self, urls: &[String], senders: &[ChunkTx], first: Option<Bytes>, body: &mut S) -> Result<Written>
     where
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -166,20 +187,17 @@ impl Store {
         let mut md5 = Md5::new();
         let mut size = 0u64;
         let mut held: Option<Bytes> = None;
-        loop {
-            let next = next_within(body, self.volumes.io_timeout).await.map_err(|_| Error::BodyTimeout)?;
-            match next {
-                Some(Ok(chunk)) if chunk.is_empty() => {}
-                Some(Ok(chunk)) => {
-                    md5.update(&chunk);
-                    size += chunk.len() as u64;
-                    if let Some(prev) = held.replace(chunk) {
-                        self.fan_out(urls, senders, prev).await?;
-                    }
-                }
-                Some(Err(e)) => return Err(Error::Body(e.to_string())),
-                None => break,
+        let mut next = first;
+        if next.is_none() {
+            next = self.next_chunk(body).await?;
+        }
+        while let Some(chunk) = next {
+            md5.update(&chunk);
+            size += chunk.len() as u64;
+            if let Some(prev) = held.replace(chunk) {
+                self.fan_out(urls, senders, prev).await?;
             }
+            next = self.next_chunk(body).await?;
         }
         let Some(last) = held else { return Err(Error::EmptyBody) };
         self.fan_out(urls, senders, last).await?;
