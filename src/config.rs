@@ -26,6 +26,13 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 1s, 500ms, 2m)"))
 }
 
+fn parse_s3_key(s: &str) -> Result<(String, String), String> {
+    match s.split_once(':') {
+        Some((a, k)) if !a.is_empty() && !k.is_empty() => Ok((a.to_string(), k.to_string())),
+        _ => Err("expected ACCESS:SECRET".into()),
+    }
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct Config {
     /// Volume servers, host:port, comma separated.
@@ -64,6 +71,18 @@ pub struct Config {
     /// transfer before the request fails.
     #[arg(long, global = true, env = "MKV_IO_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub io_timeout: Duration,
+    /// S3 credentials, ACCESS:SECRET; repeatable, or comma separated in
+    /// MKV_S3_KEYS. Without any, the S3 gateway is off.
+    #[arg(long = "s3-key", global = true, env = "MKV_S3_KEYS", value_delimiter = ',', value_parser = parse_s3_key)]
+    pub s3_keys: Vec<(String, String)>,
+    /// Also serve S3 alone on this port (unsigned requests there are
+    /// anonymous S3 requests, denied).
+    #[arg(long, global = true, env = "MKV_S3_PORT")]
+    pub s3_port: Option<u16>,
+    /// Region expected in signatures' credential scope; any region is
+    /// accepted when unset.
+    #[arg(long, global = true, env = "MKV_S3_REGION")]
+    pub s3_region: Option<String>,
     /// Log every request.
     #[arg(short = 'v', long, global = true, env = "MKV_VERBOSE")]
     pub verbose: bool,
@@ -151,6 +170,13 @@ mod tests {
         for bad in ["mkv -replicas x server", "mkv -nosuch 1 server", "mkv -voltimeout 1parsec server", "mkv", "mkv -replicas 0 server"] {
             assert!(parse(bad.split_whitespace().map(String::from)).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn s3_keys() {
+        let c = p("mkv server --s3-key a:b --s3-key c:d:e");
+        assert_eq!(c.config.s3_keys, [("a".into(), "b".into()), ("c".into(), "d:e".into())]);
+        assert!(parse(["mkv", "server", "--s3-key", "nocolon"].map(String::from)).is_err());
     }
 
     #[test]
