@@ -5,6 +5,7 @@ pub mod error;
 pub mod index;
 pub mod native;
 pub mod placement;
+pub mod s3;
 pub mod server;
 pub mod store;
 pub mod urlenc;
