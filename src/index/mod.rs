@@ -25,6 +25,20 @@ pub struct ObjectMeta {
     /// names lowercase, in the order written.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<(String, String)>,
+    /// S3 ETag without quotes when it is not the record's MD5 (multipart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// Flexible checksum given at upload: algorithm (`CRC32`…), base64 value,
+    /// type (`FULL_OBJECT` or `COMPOSITE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<(String, String, String)>,
+}
+
+/// An S3 bucket.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketInfo {
+    /// Seconds since the epoch.
+    pub created: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +58,7 @@ pub struct Index {
     pub max_key: usize,
     keys: Database<Bytes, Bytes>,
     meta: Database<Bytes, Bytes>,
+    buckets: Database<Bytes, Bytes>,
 }
 
 /// What a scan callback wants next.
@@ -63,9 +78,10 @@ impl Index {
         let mut wtxn = env.write_txn()?;
         let keys = env.create_database(&mut wtxn, Some("keys"))?;
         let meta = env.create_database(&mut wtxn, Some("meta"))?;
+        let buckets = env.create_database(&mut wtxn, Some("buckets"))?;
         wtxn.commit()?;
         let max_key = env.max_key_size();
-        Ok(Index { env, max_key, keys, meta })
+        Ok(Index { env, max_key, keys, meta, buckets })
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Record>, IndexError> {
@@ -135,6 +151,50 @@ impl Index {
         self.meta.clear(&mut wtxn)?;
         wtxn.commit()?;
         Ok(())
+    }
+
+    pub fn bucket(&self, name: &str) -> Result<Option<BucketInfo>, IndexError> {
+        let rtxn = self.env.read_txn()?;
+        match self.buckets.get(&rtxn, name.as_bytes())? {
+            Some(raw) => Ok(Some(serde_json::from_slice(raw)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Create a bucket; false if it existed.
+    pub fn create_bucket(&self, name: &str, info: &BucketInfo) -> Result<bool, IndexError> {
+        let mut wtxn = self.env.write_txn()?;
+        if self.buckets.get(&wtxn, name.as_bytes())?.is_some() {
+            return Ok(false);
+        }
+        self.buckets.put(&mut wtxn, name.as_bytes(), &serde_json::to_vec(info)?)?;
+        wtxn.commit()?;
+        Ok(true)
+    }
+
+    /// Delete a bucket if no live key lies under `/<name>/`, checked in the
+    /// same transaction as the delete. Returns false if not empty.
+    pub fn delete_bucket_if_empty(&self, name: &str) -> Result<bool, IndexError> {
+        let mut wtxn = self.env.write_txn()?;
+        let prefix = format!("/{name}/");
+        for item in self.keys.prefix_iter(&wtxn, prefix.as_bytes())? {
+            if Record::decode(item?.1).is_live() {
+                return Ok(false);
+            }
+        }
+        self.buckets.delete(&mut wtxn, name.as_bytes())?;
+        wtxn.commit()?;
+        Ok(true)
+    }
+
+    pub fn buckets(&self) -> Result<Vec<(String, BucketInfo)>, IndexError> {
+        let rtxn = self.env.read_txn()?;
+        let mut out = Vec::new();
+        for item in self.buckets.iter(&rtxn)? {
+            let (k, v) = item?;
+            out.push((String::from_utf8_lossy(k).into_owned(), serde_json::from_slice(v)?));
+        }
+        Ok(out)
     }
 
     /// Visit keys with `prefix`, in byte order, from `start` (or the prefix).
@@ -211,10 +271,25 @@ mod tests {
     }
 
     #[test]
+    fn buckets() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = Index::open(dir.path(), 1 << 26).unwrap();
+        assert!(idx.create_bucket("b", &BucketInfo { created: 1 }).unwrap());
+        assert!(!idx.create_bucket("b", &BucketInfo { created: 2 }).unwrap());
+        assert_eq!(idx.bucket("b").unwrap(), Some(BucketInfo { created: 1 }));
+        idx.put(b"/b/k", &live("v"), None).unwrap();
+        idx.put(b"/bb", &live("v"), None).unwrap();
+        assert!(!idx.delete_bucket_if_empty("b").unwrap());
+        idx.delete(b"/b/k").unwrap();
+        assert!(idx.delete_bucket_if_empty("b").unwrap());
+        assert_eq!(idx.buckets().unwrap(), vec![]);
+    }
+
+    #[test]
     fn meta_travels_with_record() {
         let dir = tempfile::tempdir().unwrap();
         let idx = Index::open(dir.path(), 1 << 26).unwrap();
-        let m = ObjectMeta { size: 5, mtime: 7, headers: vec![("content-type".into(), "text/plain".into())] };
+        let m = ObjectMeta { size: 5, mtime: 7, headers: vec![("content-type".into(), "text/plain".into())], ..Default::default() };
         idx.put(b"/k", &live("v"), Some(&m)).unwrap();
         assert_eq!(idx.get_with_meta(b"/k").unwrap(), Some((live("v"), Some(m))));
         idx.delete(b"/k").unwrap();

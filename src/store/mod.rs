@@ -40,6 +40,22 @@ impl Written {
     }
 }
 
+/// A value uploaded to staging files, not yet the key's value.
+pub struct Staged {
+    pub key: Vec<u8>,
+    pub targets: Vec<String>,
+    id: String,
+    pub written: Written,
+}
+
+/// Hidden (dot folder: no autoindex, no rebuild) staging file on a target.
+fn staging_url(target: &str, id: &str) -> String {
+    format!("http://{target}/{STAGING_DIR}/{id}")
+}
+
+/// Folder of staging files in each (sub)volume.
+pub const STAGING_DIR: &str = ".staging";
+
 /// A live key and a replica that answered for it.
 pub struct Located {
     pub record: Record,
@@ -121,7 +137,7 @@ impl Store {
         let written = self.write_replicas(&urls, len, Some(first), body).await?;
         let hash = if self.config.md5sum { written.md5_hex() } else { String::new() };
         let live = Record { volumes: targets, deleted: Deleted::No, hash };
-        let meta = ObjectMeta { size: written.size, mtime: now_secs(), headers };
+        let meta = ObjectMeta { size: written.size, mtime: now_secs(), headers, ..Default::default() };
         let k = key.to_vec();
         self.index_write(move |ix| ix.put(&k, &live, Some(&meta))).await?;
         Ok(written)
@@ -199,8 +215,10 @@ impl Store {
             }
             next = self.next_chunk(body).await?;
         }
-        let Some(last) = held else { return Err(Error::EmptyBody) };
-        self.fan_out(urls, senders, last).await?;
+        // An empty body sends nothing: the volumes store an empty file.
+        if let Some(last) = held {
+            self.fan_out(urls, senders, last).await?;
+        }
         Ok(Written { md5: md5.finalize().into(), size })
     }
 
@@ -214,6 +232,89 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// Upload a value for `key` to hidden staging files on its target
+    /// volumes. Nothing is visible and no lock is held: concurrent uploads of
+    /// one key proceed side by side, and `commit_staged` decides the winner.
+    pub async fn stage<S, E>(&self, key: &[u8], len: Option<u64>, body: S) -> Result<Staged>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        if key.len() > self.index.max_key {
+            return Err(Error::KeyTooLong);
+        }
+        let targets = self.placement(key);
+        let id = hex::encode(rand::random::<[u8; 16]>());
+        let urls: Vec<String> = targets.iter().map(|t| staging_url(t, &id)).collect();
+        match self.write_replicas(&urls, len, None, body).await {
+            Ok(written) => Ok(Staged { key: key.to_vec(), targets, id, written }),
+            Err(e) => {
+                self.discard_urls(urls);
+                Err(e)
+            }
+        }
+    }
+
+    /// Make a staged value the key's value. The caller holds the key's lock.
+    /// The record goes soft-deleted (with the new hash) while the staged files
+    /// are renamed into place, then live with `meta`: a crash in between
+    /// leaves the key soft-deleted, never live over mixed replicas.
+    pub async fn commit_staged(&self, staged: Staged, mut meta: ObjectMeta) -> Result<Written> {
+        let Staged { key, targets, id, written } = staged;
+        let old = self.record(&key)?;
+        let hash = written.md5_hex();
+        let pending = Record { volumes: targets.clone(), deleted: Deleted::Soft, hash: hash.clone() };
+        let k = key.clone();
+        self.index_write(move |ix| ix.put(&k, &pending, None)).await?;
+        let moves = targets.iter().map(|t| {
+            let (from, to) = (staging_url(t, &id), replica_url(t, &key));
+            async move { self.volumes.move_file(&from, &to).await }
+        });
+        for res in futures::future::join_all(moves).await {
+            res?;
+        }
+        meta.size = written.size;
+        let live = Record { volumes: targets.clone(), deleted: Deleted::No, hash: if self.config.md5sum { hash } else { String::new() } };
+        let k = key.clone();
+        self.index_write(move |ix| ix.put(&k, &live, Some(&meta))).await?;
+        // Replicas the old value had on volumes no longer chosen.
+        if let Some(old) = old {
+            let stale: Vec<String> = old.volumes.iter().filter(|v| !targets.contains(v)).map(|v| replica_url(v, &key)).collect();
+            self.discard_urls(stale);
+        }
+        Ok(written)
+    }
+
+    /// Drop a staged value that will not be committed.
+    pub fn discard_staged(&self, staged: Staged) {
+        self.discard_urls(staged.targets.iter().map(|t| staging_url(t, &staged.id)).collect());
+    }
+
+    /// Best-effort background delete (leftovers are found by `verify --orphans`).
+    fn discard_urls(&self, urls: Vec<String>) {
+        let vol = self.volumes.clone();
+        tokio::spawn(async move {
+            for url in urls {
+                if let Err(e) = vol.delete(&url).await {
+                    tracing::warn!("cleanup: {e}");
+                }
+            }
+        });
+    }
+
+    /// Open a GET of a live record's value on the first replica that serves
+    /// it (random order), so one dead volume costs a retry, not a failure.
+    pub async fn open_read(&self, key: &[u8], record: &Record, range: Option<&str>) -> Result<reqwest::Response> {
+        let mut last = Error::NoReplica;
+        for url in self.replica_urls_shuffled(key, record) {
+            match self.volumes.get(&url, range).await {
+                Ok(resp) => return Ok(resp),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
     }
 
     /// A live key and the first of its replicas (random order) that answers a
