@@ -135,6 +135,60 @@ impl Index {
         Ok(())
     }
 
+    /// Write `rec` (and `meta` when given) only if the key's record is still
+    /// `expected`, compared in the write transaction. Processes sharing the
+    /// environment without the server's key locks (admin commands) use it so
+    /// they never undo a write or delete that happened in between.
+    pub fn put_if(&self, key: &[u8], expected: &Record, rec: &Record, meta: Option<&ObjectMeta>) -> Result<bool, IndexError> {
+        let mut wtxn = self.env.write_txn()?;
+        if self.keys.get(&wtxn, key)? != Some(expected.encode().as_bytes()) {
+            return Ok(false);
+        }
+        self.keys.put(&mut wtxn, key, rec.encode().as_bytes())?;
+        if let Some(m) = meta {
+            self.meta.put(&mut wtxn, key, &serde_json::to_vec(m)?)?;
+        }
+        wtxn.commit()?;
+        Ok(true)
+    }
+
+    /// Read-modify-write many keys in one transaction (rebuild merges the
+    /// replicas it finds). `f` gets an item and the key's current record and
+    /// metadata, and returns what to store, or `None` to leave the key as is;
+    /// returned metadata replaces the stored one when given.
+    pub fn update_many<T>(
+        &self,
+        items: impl IntoIterator<Item = (Vec<u8>, T)>,
+        mut f: impl FnMut(&[u8], T, Option<Record>, Option<ObjectMeta>) -> Option<(Record, Option<ObjectMeta>)>,
+    ) -> Result<(), IndexError> {
+        let mut wtxn = self.env.write_txn()?;
+        for (key, item) in items {
+            let rec = self.keys.get(&wtxn, &key)?.map(Record::decode);
+            let meta = match self.meta.get(&wtxn, &key)? {
+                Some(m) => Some(serde_json::from_slice(m)?),
+                None => None,
+            };
+            if let Some((rec, meta)) = f(&key, item, rec, meta) {
+                self.keys.put(&mut wtxn, &key, rec.encode().as_bytes())?;
+                if let Some(m) = meta {
+                    self.meta.put(&mut wtxn, &key, &serde_json::to_vec(&m)?)?;
+                }
+            }
+        }
+        wtxn.commit()?;
+        Ok(())
+    }
+
+    /// Number of key records (live and soft-deleted).
+    pub fn len(&self) -> Result<u64, IndexError> {
+        let rtxn = self.env.read_txn()?;
+        Ok(self.keys.len(&rtxn)?)
+    }
+
+    pub fn is_empty(&self) -> Result<bool, IndexError> {
+        Ok(self.len()? == 0)
+    }
+
     /// Remove a key's record and metadata (a hard delete).
     pub fn delete(&self, key: &[u8]) -> Result<(), IndexError> {
         let mut wtxn = self.env.write_txn()?;
@@ -283,6 +337,29 @@ mod tests {
         idx.delete(b"/b/k").unwrap();
         assert!(idx.delete_bucket_if_empty("b").unwrap());
         assert_eq!(idx.buckets().unwrap(), vec![]);
+    }
+
+    #[test]
+    fn conditional_and_batched_updates() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = Index::open(dir.path(), 1 << 26).unwrap();
+        idx.put(b"/k", &live("a"), None).unwrap();
+        assert!(!idx.put_if(b"/k", &live("b"), &live("c"), None).unwrap());
+        assert!(idx.put_if(b"/k", &live("a"), &live("c"), None).unwrap());
+        assert_eq!(idx.get(b"/k").unwrap(), Some(live("c")));
+        assert!(!idx.put_if(b"/none", &live("a"), &live("c"), None).unwrap());
+        // Items of one batch see each other's writes.
+        let items = vec![(b"/n".to_vec(), "x"), (b"/n".to_vec(), "y"), (b"/k".to_vec(), "z")];
+        idx.update_many(items, |_, v, rec, _| {
+            let mut r = rec.unwrap_or_else(|| Record { volumes: vec![], deleted: Deleted::No, hash: String::new() });
+            r.volumes.push(v.to_string());
+            Some((r, Some(ObjectMeta { size: 1, ..Default::default() })))
+        })
+        .unwrap();
+        assert_eq!(idx.get(b"/n").unwrap().unwrap().volumes, ["x", "y"]);
+        assert_eq!(idx.get(b"/k").unwrap().unwrap().volumes, ["c", "z"]);
+        assert_eq!(idx.get_meta(b"/n").unwrap().unwrap().size, 1);
+        assert_eq!(idx.len().unwrap(), 2);
     }
 
     #[test]

@@ -382,30 +382,51 @@ impl Store {
         self.rebalance_locked(key).await
     }
 
-    /// Returns whether anything moved.
+    /// Returns whether anything moved. Only files on recorded volumes are
+    /// trusted (a file elsewhere may be a stale leftover). The copies are
+    /// recorded next to the old replicas before those are deleted, so a crash
+    /// at any step leaves every file listed and a rerun finishes the job. The
+    /// record is only replaced if unchanged since read: an admin process,
+    /// which does not share our key locks, never undoes a concurrent write.
     pub async fn rebalance_locked(&self, key: &[u8]) -> Result<bool> {
         let rec = self.record(key)?.filter(Record::is_live).ok_or(Error::NotFound)?;
         let wanted = self.placement(key);
-        let mut have = Vec::new();
-        for v in rec.volumes.iter().chain(wanted.iter()) {
-            let url = replica_url(v, key);
-            if !have.contains(v) && self.volumes.head(&url).await?.is_some() {
+        let heads = rec.volumes.iter().map(|v| async move { (v, self.volumes.head(&replica_url(v, key)).await) });
+        let mut have: Vec<String> = Vec::new();
+        for (v, found) in futures::future::join_all(heads).await {
+            if found?.is_some() && !have.contains(v) {
                 have.push(v.clone());
             }
         }
         let source = have.first().map(|v| replica_url(v, key)).ok_or(Error::NoReplica)?;
-        if rec.volumes == wanted && wanted.iter().all(|w| have.contains(w)) {
+        let missing: Vec<&String> = wanted.iter().filter(|w| !have.contains(w)).collect();
+        if rec.volumes == wanted && missing.is_empty() {
             return Ok(false);
         }
-        for w in wanted.iter().filter(|w| !have.contains(w)) {
+        for w in missing {
             self.volumes.copy(&source, &replica_url(w, key)).await?;
         }
-        let moved = Record { volumes: wanted.clone(), ..rec.clone() };
-        let k = key.to_vec();
-        self.index_write(move |ix| ix.put(&k, &moved, None)).await?;
-        for old in have.iter().filter(|v| !wanted.contains(v)) {
-            self.volumes.delete(&replica_url(old, key)).await?;
+        let old: Vec<String> = have.iter().filter(|v| !wanted.contains(v)).cloned().collect();
+        let both = Record { volumes: wanted.iter().chain(&old).cloned().collect(), ..rec.clone() };
+        self.replace_record(key, &rec, &both).await?;
+        for v in &old {
+            self.volumes.delete(&replica_url(v, key)).await?;
         }
+        self.replace_record(key, &both, &Record { volumes: wanted, ..rec }).await?;
         Ok(true)
+    }
+
+    /// Swap a key's record for another if nobody changed it meanwhile;
+    /// `Locked` if someone did.
+    async fn replace_record(&self, key: &[u8], from: &Record, to: &Record) -> Result<()> {
+        if from == to {
+            return Ok(());
+        }
+        let (k, from, to) = (key.to_vec(), from.clone(), to.clone());
+        if self.index_write(move |ix| ix.put_if(&k, &from, &to, None)).await? {
+            Ok(())
+        } else {
+            Err(Error::Locked)
+        }
     }
 }
