@@ -7,6 +7,7 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use crate::config::Config;
 use crate::index::Index;
 use crate::native;
+use crate::s3;
 use crate::store::Store;
 
 pub struct AppState {
@@ -23,6 +24,9 @@ pub fn open_store(config: &Config) -> Result<Store, String> {
 async fn dispatch(req: HttpRequest, body: web::Payload, app: web::Data<AppState>) -> HttpResponse {
     if app.store.config.verbose {
         tracing::info!("{} {}", req.method(), req.uri());
+    }
+    if s3::is_s3_request(&req) {
+        return s3::handle(req, body, app).await;
     }
     native::handle(req, body, app).await
 }

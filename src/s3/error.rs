@@ -3,6 +3,8 @@
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 
+use super::chunked::ChunkedError;
+use super::sigv4::AuthError;
 use super::xml;
 use crate::error::Error;
 
@@ -13,6 +15,11 @@ pub enum S3Error {
     /// "Access Denied" in general; AWS varies it (e.g. "Request has expired").
     #[error("{0}")]
     AccessDenied(String),
+    #[error("The requested partnumber is not satisfiable")]
+    InvalidPartNumber,
+    /// A bucket configuration we keep none of (`NoSuchTagSet`, `NoSuchCORSConfiguration`…).
+    #[error("{message}")]
+    NotConfigured { code: &'static str, message: &'static str, bucket: String },
     #[error("{0}")]
     AuthorizationHeaderMalformed(String),
     #[error("{0}")]
@@ -113,6 +120,8 @@ impl S3Error {
     pub fn aws_code(&self) -> &'static str {
         use S3Error::*;
         match self {
+            NotConfigured { code, .. } => code,
+            InvalidPartNumber => "InvalidPartNumber",
             AccessDenied(_) => "AccessDenied",
             AuthorizationHeaderMalformed(_) => "AuthorizationHeaderMalformed",
             AuthorizationQueryParametersError(_) => "AuthorizationQueryParametersError",
@@ -164,6 +173,8 @@ impl S3Error {
     pub fn status(&self) -> StatusCode {
         use S3Error::*;
         match self {
+            NotConfigured { .. } => StatusCode::NOT_FOUND,
+            InvalidPartNumber => StatusCode::RANGE_NOT_SATISFIABLE,
             NotModified => StatusCode::NOT_MODIFIED,
             AccessDenied(_)
             | InvalidAccessKeyId { .. }
@@ -215,6 +226,7 @@ impl S3Error {
             BucketAlreadyExists { bucket }
             | BucketAlreadyOwnedByYou { bucket }
             | BucketNotEmpty { bucket }
+            | NotConfigured { bucket, .. }
             | InvalidBucketName { bucket }
             | NoSuchBucket { bucket } => vec![("BucketName", bucket.clone())],
             InvalidAccessKeyId { access_key } => vec![("AWSAccessKeyId", access_key.clone())],
@@ -262,6 +274,42 @@ impl S3Error {
             Error::BodyTimeout => S3Error::RequestTimeout,
             Error::NoReplica => S3Error::ServiceUnavailable,
             e @ (Error::Index(_) | Error::Volume { .. } | Error::Internal(_)) => S3Error::InternalError(e.to_string()),
+        }
+    }
+}
+
+impl From<AuthError> for S3Error {
+    fn from(e: AuthError) -> Self {
+        let msg = e.message();
+        match e {
+            AuthError::Missing | AuthError::MissingDate | AuthError::Expired | AuthError::NotYetValid => S3Error::AccessDenied(msg),
+            AuthError::MultipleMechanisms | AuthError::UnsupportedAlgorithm | AuthError::InvalidContentSha256 => {
+                S3Error::InvalidArgument { message: msg, name: "Authorization".into(), value: String::new() }
+            }
+            AuthError::AuthorizationHeaderMalformed(_) => S3Error::AuthorizationHeaderMalformed(msg),
+            AuthError::AuthorizationQueryParametersError(_) => S3Error::AuthorizationQueryParametersError(msg),
+            AuthError::MissingSecurityHeader(h) => S3Error::MissingSecurityHeader { header: h.to_string() },
+            AuthError::RequestTimeTooSkewed => S3Error::RequestTimeTooSkewed {
+                request_time: String::new(),
+                server_time: super::xml::iso8601(crate::store::now_secs()),
+            },
+            AuthError::InvalidAccessKeyId => S3Error::InvalidAccessKeyId { access_key: String::new() },
+            AuthError::SignatureDoesNotMatch { string_to_sign, canonical_request } => {
+                S3Error::SignatureDoesNotMatch { access_key: String::new(), string_to_sign, canonical_request }
+            }
+        }
+    }
+}
+
+impl From<ChunkedError> for S3Error {
+    fn from(e: ChunkedError) -> Self {
+        match e {
+            ChunkedError::Truncated | ChunkedError::LengthMismatch { .. } | ChunkedError::Inner(_) => S3Error::IncompleteBody,
+            ChunkedError::Malformed(_) | ChunkedError::ChunkTooLarge(_) => S3Error::InvalidRequest(e.to_string()),
+            ChunkedError::SignatureDoesNotMatch => {
+                S3Error::SignatureDoesNotMatch { access_key: String::new(), string_to_sign: String::new(), canonical_request: String::new() }
+            }
+            ChunkedError::MalformedTrailer(_) | ChunkedError::MissingTrailer => S3Error::MalformedTrailerError,
         }
     }
 }

@@ -1,5 +1,183 @@
-//! S3 gateway.
+//! S3 gateway: requests that carry AWS credentials are S3 calls on the same
+//! data (bucket `b`, key `k` is the mkv key `/b/k`).
 
+pub mod body;
+pub mod bucket;
 pub mod checksum;
+pub mod chunked;
 pub mod error;
+pub mod object;
+pub mod router;
+pub mod sigv4;
 pub mod xml;
+
+use std::time::SystemTime;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use crate::server::AppState;
+use crate::urlenc::percent_decode;
+use error::{error_response, S3Error};
+use router::{Op, Route};
+use sigv4::{RequestParts, Verified};
+
+/// Whether a request is an S3 call: SigV4 or SigV2 in the Authorization
+/// header, or a SigV4/SigV2 presigned query.
+pub fn is_s3_request(req: &HttpRequest) -> bool {
+    if let Some(auth) = header(req, "authorization") {
+        if auth.starts_with("AWS4-HMAC-SHA256") || auth.starts_with("AWS ") {
+            return true;
+        }
+    }
+    let q = req.uri().query().unwrap_or("");
+    let has = |name: &str| q.split('&').any(|p| p.split('=').next() == Some(name));
+    has("X-Amz-Algorithm") || (has("AWSAccessKeyId") && has("Signature"))
+}
+
+/// A header's value as text (None if absent or not visible ASCII).
+pub fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// One authenticated S3 request on its way through a handler.
+pub struct Ctx<'a> {
+    pub app: &'a AppState,
+    pub req: &'a HttpRequest,
+    pub auth: Verified,
+    pub route: Route,
+    /// Decoded query parameters, in order.
+    pub query: Vec<(String, String)>,
+}
+
+impl Ctx<'_> {
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header(self.req, name)
+    }
+
+    pub fn bucket(&self) -> &str {
+        self.route.bucket.as_deref().unwrap_or("")
+    }
+
+    pub fn key(&self) -> &str {
+        self.route.key.as_deref().unwrap_or("")
+    }
+
+    /// The mkv key of the addressed object.
+    pub fn mkv_key(&self) -> Vec<u8> {
+        mkv_key(self.bucket(), self.key())
+    }
+
+    /// The bucket must exist.
+    pub fn require_bucket(&self) -> Result<(), S3Error> {
+        match self.app.store.index.bucket(self.bucket()) {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(S3Error::NoSuchBucket { bucket: self.bucket().to_string() }),
+            Err(e) => Err(S3Error::InternalError(e.to_string())),
+        }
+    }
+
+    pub fn region(&self) -> &str {
+        self.app.store.config.s3_region.as_deref().unwrap_or("us-east-1")
+    }
+}
+
+pub fn mkv_key(bucket: &str, key: &str) -> Vec<u8> {
+    format!("/{bucket}/{key}").into_bytes()
+}
+
+fn new_request_id() -> String {
+    hex::encode_upper(rand::random::<[u8; 8]>())
+}
+
+/// Decode a raw query into name/value pairs. SigV4 treats `+` in the query
+/// as a literal plus unless the client signed it as a space.
+fn decode_query(raw: &str, plus_as_space: bool) -> Vec<(String, String)> {
+    raw.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            let dec = |s: &str| {
+                let s = if plus_as_space { s.replace('+', " ") } else { s.to_string() };
+                String::from_utf8_lossy(&percent_decode(s.as_bytes())).into_owned()
+            };
+            (dec(k), dec(v))
+        })
+        .collect()
+}
+
+pub async fn handle(req: HttpRequest, payload: web::Payload, app: web::Data<AppState>) -> HttpResponse {
+    let request_id = new_request_id();
+    let is_head = req.method() == actix_web::http::Method::HEAD;
+    let mut resp = match serve(&req, payload, &app).await {
+        Ok(r) => r,
+        Err(e) => {
+            if e.status().is_server_error() {
+                tracing::warn!("S3 {} {}: {e:?}", req.method(), req.uri());
+            }
+            error_response(&e, req.uri().path(), &request_id, !is_head)
+        }
+    };
+    resp.headers_mut().insert(
+        actix_web::http::header::HeaderName::from_static("x-amz-request-id"),
+        actix_web::http::header::HeaderValue::from_str(&request_id).expect("hex is a valid header"),
+    );
+    resp
+}
+
+async fn serve(req: &HttpRequest, payload: web::Payload, app: &AppState) -> Result<HttpResponse, S3Error> {
+    let config = &app.store.config;
+    if config.s3_keys.is_empty() {
+        return Err(S3Error::AccessDenied("The S3 gateway is off: no --s3-key is configured".into()));
+    }
+    if !is_s3_request(req) {
+        return Err(S3Error::AccessDenied("Anonymous requests are not allowed".into()));
+    }
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let raw_query = req.uri().query().unwrap_or("");
+    let parts = RequestParts { method: req.method().as_str(), raw_path: req.uri().path(), raw_query, headers: &headers };
+    let lookup = |ak: &str| config.s3_keys.iter().find(|(a, _)| a == ak).map(|(_, s)| s.clone());
+    let auth = sigv4::verify(&parts, lookup, SystemTime::now(), config.s3_region.as_deref()).map_err(S3Error::from)?;
+
+    let query = decode_query(raw_query, auth.query_plus_as_space);
+    let path = String::from_utf8(percent_decode(req.uri().path().as_bytes()))
+        .map_err(|_| S3Error::InvalidRequest("the path is not valid UTF-8".into()))?;
+    let names: Vec<&str> = query.iter().map(|(k, _)| k.as_str()).collect();
+    let route = router::route(req.method().as_str(), &path, &names, header(req, "x-amz-copy-source").is_some(), None)?;
+    let ctx = Ctx { app, req, auth, route, query };
+    match ctx.route.op.clone() {
+        Op::ListBuckets => bucket::list_buckets(&ctx),
+        Op::CreateBucket => bucket::create_bucket(&ctx, payload).await,
+        Op::HeadBucket => bucket::head_bucket(&ctx),
+        Op::DeleteBucket => bucket::delete_bucket(&ctx),
+        Op::GetBucketLocation => bucket::get_location(&ctx),
+        Op::GetBucketVersioning => bucket::get_versioning(&ctx),
+        Op::GetBucketDefault(d) => bucket::get_default(&ctx, d),
+        Op::GetObject => object::get_object(&ctx, true).await,
+        Op::HeadObject => object::get_object(&ctx, false).await,
+        Op::PutObject => object::put_object(&ctx, payload).await,
+        Op::DeleteObject => object::delete_object(&ctx).await,
+        Op::GetObjectAcl => object::get_acl(&ctx),
+        Op::NotImplemented(what) => Err(S3Error::NotImplemented(format!("{what} is not implemented"))),
+        op => Err(S3Error::NotImplemented(format!("{op:?} is not implemented yet"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_decoding() {
+        let q = decode_query("list-type=2&prefix=a%2Fb+c&delimiter=", false);
+        assert_eq!(q, [("list-type".into(), "2".into()), ("prefix".into(), "a/b+c".into()), ("delimiter".into(), "".into())]);
+        assert_eq!(decode_query("prefix=a+b", true)[0].1, "a b");
+    }
+}

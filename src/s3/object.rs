@@ -1,0 +1,342 @@
+//! Object operations: PutObject, GetObject/HeadObject (streamed from a
+//! replica), DeleteObject, GetObjectAcl.
+
+use actix_web::body::SizedStream;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse, HttpResponseBuilder};
+use futures::TryStreamExt;
+
+use super::body::Body;
+use super::bucket::{acl_document, xml_ok};
+use super::checksum::ChecksumAlgorithm;
+use super::error::S3Error;
+use super::xml::http_date;
+use super::Ctx;
+use crate::index::{ObjectMeta, Record};
+use crate::store::now_secs;
+
+/// Headers stored with an object and returned on GET/HEAD (with x-amz-meta-*).
+const STORED_HEADERS: [&str; 7] =
+    ["content-type", "cache-control", "content-disposition", "content-encoding", "content-language", "expires", "x-amz-website-redirect-location"];
+
+/// `response-*` query overrides of GET/HEAD answers.
+const OVERRIDES: [(&str, &str); 6] = [
+    ("response-content-type", "content-type"),
+    ("response-content-language", "content-language"),
+    ("response-expires", "expires"),
+    ("response-cache-control", "cache-control"),
+    ("response-content-disposition", "content-disposition"),
+    ("response-content-encoding", "content-encoding"),
+];
+
+/// AWS's limit on user metadata (names and values).
+const MAX_USER_METADATA: usize = 2048;
+/// Largest single PUT S3 allows.
+const MAX_PUT_SIZE: u64 = 5 << 30;
+
+fn internal(e: impl std::fmt::Display) -> S3Error {
+    S3Error::InternalError(e.to_string())
+}
+
+/// The headers a write stores: the standard ones (without the aws-chunked
+/// transfer coding) and user metadata, byte for byte.
+pub fn headers_to_store(ctx: &Ctx) -> Result<Vec<(String, String)>, S3Error> {
+    let mut out = Vec::new();
+    for name in STORED_HEADERS {
+        let Some(v) = ctx.req.headers().get(name) else { continue };
+        let mut v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+        if name == "content-encoding" {
+            v = v.split(',').map(str::trim).filter(|e| !e.is_empty() && *e != "aws-chunked").collect::<Vec<_>>().join(",");
+            if v.is_empty() {
+                continue;
+            }
+        }
+        out.push((name.to_string(), v));
+    }
+    let mut meta_size = 0;
+    for (name, v) in ctx.req.headers() {
+        if let Some(short) = name.as_str().strip_prefix("x-amz-meta-") {
+            meta_size += short.len() + v.len();
+            out.push((name.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()));
+        }
+    }
+    if meta_size > MAX_USER_METADATA {
+        return Err(S3Error::MetadataTooLarge);
+    }
+    match ctx.header("x-amz-storage-class") {
+        None | Some("STANDARD") => Ok(out),
+        Some(_) => Err(S3Error::InvalidStorageClass),
+    }
+}
+
+/// A live object's record and metadata.
+pub fn live_object(ctx: &Ctx, key: &[u8]) -> Result<Option<(Record, ObjectMeta)>, S3Error> {
+    match ctx.app.store.index.get_with_meta(key).map_err(internal)? {
+        Some((rec, meta)) if rec.is_live() => Ok(Some((rec.clone(), meta.unwrap_or_default()))),
+        _ => Ok(None),
+    }
+}
+
+pub fn etag_of(rec: &Record, meta: &ObjectMeta) -> String {
+    meta.etag.clone().unwrap_or_else(|| rec.hash.clone())
+}
+
+/// Whether an `If-Match`/`If-None-Match` list names this ETag.
+fn etag_matches(list: &str, etag: &str) -> bool {
+    list.split(',').map(|t| t.trim().trim_start_matches("W/").trim_matches('"')).any(|t| t == "*" || t == etag)
+}
+
+/// `If-None-Match: *` and `If-Match` on writes (AWS conditional writes).
+pub fn check_write_conditions(ctx: &Ctx, key: &[u8]) -> Result<(), S3Error> {
+    let current = live_object(ctx, key)?;
+    if let Some(v) = ctx.header("if-none-match") {
+        if v.trim() == "*" && current.is_some() {
+            return Err(S3Error::PreconditionFailed { condition: "If-None-Match".into() });
+        }
+    }
+    if let Some(v) = ctx.header("if-match") {
+        let Some((rec, meta)) = &current else { return Err(S3Error::NoSuchKey { key: ctx.key().to_string() }) };
+        if !etag_matches(v, &etag_of(rec, meta)) {
+            return Err(S3Error::PreconditionFailed { condition: "If-Match".into() });
+        }
+    }
+    Ok(())
+}
+
+pub async fn put_object(ctx: &Ctx<'_>, payload: web::Payload) -> Result<HttpResponse, S3Error> {
+    ctx.require_bucket()?;
+    let headers = headers_to_store(ctx)?;
+    let mut body = Body::new(ctx.req, payload, &ctx.auth)?;
+    match body.len {
+        Some(n) if n > MAX_PUT_SIZE => return Err(S3Error::EntityTooLarge),
+        None if ctx.header("transfer-encoding").is_none() => return Err(S3Error::MissingContentLength),
+        _ => {}
+    }
+    let key = ctx.mkv_key();
+    check_write_conditions(ctx, &key)?;
+    let store = &ctx.app.store;
+    let staged = store.stage(&key, body.len, &mut body.stream).await.map_err(|e| body.failure().unwrap_or_else(|| S3Error::from_store(e, ctx.key())))?;
+    let checksum = body.checksum.checksum();
+    // Uploads run side by side; commits of one key are serialized, last wins.
+    let _guard = store.locks.lock(&key).await;
+    if let Err(e) = check_write_conditions(ctx, &key) {
+        store.discard_staged(staged);
+        return Err(e);
+    }
+    let md5 = staged.written.md5_hex();
+    let meta = ObjectMeta {
+        mtime: now_secs(),
+        headers,
+        etag: (!store.config.md5sum).then(|| md5.clone()),
+        checksum: checksum.as_ref().map(|c| (c.algorithm.as_str().to_string(), c.value.clone(), "FULL_OBJECT".to_string())),
+        ..Default::default()
+    };
+    store.commit_staged(staged, meta).await.map_err(|e| S3Error::from_store(e, ctx.key()))?;
+    let mut resp = HttpResponse::Ok();
+    resp.insert_header(("ETag", format!("\"{md5}\"")));
+    if let Some(c) = checksum {
+        resp.insert_header((c.algorithm.header_name(), c.value));
+    }
+    Ok(resp.finish())
+}
+
+/// `versionId` may only name the one version an unversioned object has.
+fn check_version(ctx: &Ctx) -> Result<(), S3Error> {
+    match ctx.param("versionId") {
+        None | Some("null") => Ok(()),
+        Some(v) => Err(S3Error::InvalidArgument { message: "Invalid version id specified".into(), name: "versionId".into(), value: v.to_string() }),
+    }
+}
+
+/// A satisfiable byte range of an object of `size` bytes, from a `Range`
+/// header: `Ok(None)` for no (or an ignorable) range, as AWS ignores ranges
+/// it cannot parse or several ranges.
+pub fn parse_range(value: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, S3Error> {
+    let Some(v) = value else { return Ok(None) };
+    let Some(spec) = v.trim().strip_prefix("bytes=") else { return Ok(None) };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((a, b)) = spec.split_once('-') else { return Ok(None) };
+    let unsatisfiable = || S3Error::InvalidRange { range: v.to_string(), size };
+    let (a, b) = (a.trim(), b.trim());
+    if a.is_empty() {
+        let Ok(n) = b.parse::<u64>() else { return Ok(None) };
+        if n == 0 || size == 0 {
+            return Err(unsatisfiable());
+        }
+        return Ok(Some((size.saturating_sub(n), size - 1)));
+    }
+    let Ok(start) = a.parse::<u64>() else { return Ok(None) };
+    let end = if b.is_empty() {
+        u64::MAX
+    } else {
+        match b.parse::<u64>() {
+            Ok(e) if e >= start => e,
+            _ => return Ok(None),
+        }
+    };
+    if start >= size {
+        return Err(unsatisfiable());
+    }
+    Ok(Some((start, end.min(size - 1))))
+}
+
+/// GET/HEAD preconditions: 412 (If-Match, If-Unmodified-Since) first, then
+/// 304 (If-None-Match, If-Modified-Since), as AWS orders them.
+fn check_read_conditions(ctx: &Ctx, etag: &str, mtime: u64) -> Result<Option<StatusCode>, S3Error> {
+    let date = |name| ctx.header(name).and_then(|v| httpdate::parse_http_date(v).ok()).map(|t| t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0));
+    if let Some(v) = ctx.header("if-match") {
+        if !etag_matches(v, etag) {
+            return Err(S3Error::PreconditionFailed { condition: "If-Match".into() });
+        }
+    } else if let Some(since) = date("if-unmodified-since") {
+        if mtime > since {
+            return Err(S3Error::PreconditionFailed { condition: "If-Unmodified-Since".into() });
+        }
+    }
+    if let Some(v) = ctx.header("if-none-match") {
+        if etag_matches(v, etag) {
+            return Ok(Some(StatusCode::NOT_MODIFIED));
+        }
+    } else if let Some(since) = date("if-modified-since") {
+        if mtime <= since {
+            return Ok(Some(StatusCode::NOT_MODIFIED));
+        }
+    }
+    Ok(None)
+}
+
+/// Size of the file a volume is about to send (full or ranged answer).
+fn upstream_total(resp: &reqwest::Response) -> Option<u64> {
+    match resp.headers().get("content-range").and_then(|v| v.to_str().ok()) {
+        Some(cr) => cr.rsplit('/').next()?.parse().ok(),
+        None => resp.content_length(),
+    }
+}
+
+pub async fn get_object(ctx: &Ctx<'_>, with_body: bool) -> Result<HttpResponse, S3Error> {
+    ctx.require_bucket()?;
+    check_version(ctx)?;
+    let key = ctx.mkv_key();
+    // An overwrite may land between reading the metadata and opening the
+    // file: then the sizes disagree and we read both again.
+    for _ in 0..3 {
+        let (rec, meta) = live_object(ctx, &key)?.ok_or_else(|| S3Error::NoSuchKey { key: ctx.key().to_string() })?;
+        let etag = etag_of(&rec, &meta);
+        let size = meta.size;
+        let mut resp = HttpResponse::Ok();
+        resp.insert_header(("ETag", format!("\"{etag}\""))).insert_header(("Last-Modified", http_date(meta.mtime)));
+        if check_read_conditions(ctx, &etag, meta.mtime)?.is_some() {
+            return Ok(resp.status(StatusCode::NOT_MODIFIED).finish());
+        }
+        let mut range = parse_range(ctx.header("range"), size)?;
+        if let Some(n) = ctx.param("partNumber") {
+            // A single-part object has exactly part 1: the whole object.
+            if n != "1" {
+                return Err(S3Error::InvalidPartNumber);
+            }
+            range = None;
+        }
+        resp.insert_header(("Accept-Ranges", "bytes"));
+        add_stored_headers(ctx, &mut resp, &meta, range.is_none());
+        let len = match range {
+            Some((a, b)) => {
+                resp.status(StatusCode::PARTIAL_CONTENT).insert_header(("Content-Range", format!("bytes {a}-{b}/{size}")));
+                b - a + 1
+            }
+            None => size,
+        };
+        if !with_body {
+            // A sized body that is never sent: actix then answers the HEAD
+            // with the object's Content-Length.
+            let none = futures::stream::empty::<Result<bytes::Bytes, actix_web::Error>>();
+            return Ok(resp.body(SizedStream::new(len, none)));
+        }
+        let upstream = ctx.app.store.open_read(&key, &rec, range.map(|(a, b)| format!("bytes={a}-{b}")).as_deref()).await;
+        let upstream = upstream.map_err(|e| S3Error::from_store(e, ctx.key()))?;
+        if upstream_total(&upstream) != Some(size) && size > 0 {
+            continue;
+        }
+        let stream = upstream.bytes_stream().map_err(|e| actix_web::error::ErrorBadGateway(e.to_string()));
+        return Ok(resp.body(SizedStream::new(len, stream)));
+    }
+    Err(S3Error::ServiceUnavailable)
+}
+
+fn add_stored_headers(ctx: &Ctx, resp: &mut HttpResponseBuilder, meta: &ObjectMeta, whole: bool) {
+    let mut has_type = false;
+    for (name, value) in &meta.headers {
+        let overridden = OVERRIDES.iter().any(|(q, h)| h == name && ctx.param(q).is_some());
+        if !overridden {
+            has_type |= name == "content-type";
+            resp.insert_header((name.as_str(), value.as_str()));
+        }
+    }
+    for (q, h) in OVERRIDES {
+        if let Some(v) = ctx.param(q) {
+            has_type |= h == "content-type";
+            resp.insert_header((h, v));
+        }
+    }
+    if !has_type {
+        resp.insert_header(("Content-Type", "binary/octet-stream"));
+    }
+    // Checksums only for whole-object reads that ask for them: SDKs would
+    // validate a ranged body against the whole object's checksum and fail.
+    if whole && ctx.header("x-amz-checksum-mode").is_some_and(|v| v.eq_ignore_ascii_case("ENABLED")) {
+        if let Some((alg, value, kind)) = &meta.checksum {
+            if let Some(a) = ChecksumAlgorithm::from_name(alg) {
+                resp.insert_header((a.header_name(), value.as_str()));
+                resp.insert_header(("x-amz-checksum-type", kind.as_str()));
+            }
+        }
+    }
+}
+
+pub async fn delete_object(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
+    ctx.require_bucket()?;
+    check_version(ctx)?;
+    let key = ctx.mkv_key();
+    let store = &ctx.app.store;
+    let _guard = store.locks.lock(&key).await;
+    match store.delete_locked(&key, false, false).await {
+        Ok(()) | Err(crate::error::Error::NotFound) => Ok(HttpResponse::NoContent().finish()),
+        Err(e) => Err(S3Error::from_store(e, ctx.key())),
+    }
+}
+
+pub fn get_acl(ctx: &Ctx) -> Result<HttpResponse, S3Error> {
+    ctx.require_bucket()?;
+    live_object(ctx, &ctx.mkv_key())?.ok_or_else(|| S3Error::NoSuchKey { key: ctx.key().to_string() })?;
+    Ok(xml_ok(acl_document(ctx)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range(Some("bytes=0-9"), 100).unwrap(), Some((0, 9)));
+        assert_eq!(parse_range(Some("bytes=90-200"), 100).unwrap(), Some((90, 99)));
+        assert_eq!(parse_range(Some("bytes=50-"), 100).unwrap(), Some((50, 99)));
+        assert_eq!(parse_range(Some("bytes=-10"), 100).unwrap(), Some((90, 99)));
+        assert_eq!(parse_range(Some("bytes=-200"), 100).unwrap(), Some((0, 99)));
+        assert!(parse_range(Some("bytes=100-"), 100).is_err());
+        assert!(parse_range(Some("bytes=-0"), 100).is_err());
+        assert!(parse_range(Some("bytes=0-0"), 0).is_err());
+        assert_eq!(parse_range(Some("bytes=5-1"), 100).unwrap(), None);
+        assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100).unwrap(), None);
+        assert_eq!(parse_range(Some("items=0-1"), 100).unwrap(), None);
+        assert_eq!(parse_range(None, 100).unwrap(), None);
+    }
+
+    #[test]
+    fn etag_lists() {
+        assert!(etag_matches("\"abc\"", "abc"));
+        assert!(etag_matches("\"x\", \"abc\"", "abc"));
+        assert!(etag_matches("*", "abc"));
+        assert!(!etag_matches("\"abd\"", "abc"));
+    }
+}
