@@ -20,6 +20,105 @@ pub struct Cli {
 pub enum Command {
     /// Serve the native API.
     Server,
+    /// Regenerate the index from the volumes (into a fresh --db).
+    Rebuild(RebuildArgs),
+    /// Move every key to the volumes placement chooses now.
+    Rebalance(RebalanceArgs),
+    /// Check every key's replicas and, with --orphans, the volumes (read-only).
+    Verify(VerifyArgs),
+    /// Re-create missing or bad replicas, fix records, delete orphans.
+    Repair(RepairArgs),
+}
+
+impl Command {
+    /// Whether an admin command should print its report as JSON.
+    pub fn json(&self) -> bool {
+        match self {
+            Command::Server => false,
+            Command::Rebuild(a) => a.common.json,
+            Command::Rebalance(a) => a.common.json,
+            Command::Verify(a) => a.common.json,
+            Command::Repair(a) => a.common.json,
+        }
+    }
+}
+
+/// Flags every admin command takes.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct AdminArgs {
+    /// Volume or server requests in flight at once.
+    #[arg(long, env = "MKV_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub concurrency: u32,
+    /// Print the final report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct RebuildArgs {
+    #[command(flatten)]
+    pub common: AdminArgs,
+    /// Also read every value once to record its MD5 (the volumes do not
+    /// store it).
+    #[arg(long)]
+    pub checksums: bool,
+    /// Empty a --db that already holds keys (never the db of a running
+    /// server).
+    #[arg(long)]
+    pub clear: bool,
+}
+
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct RebalanceArgs {
+    #[command(flatten)]
+    pub common: AdminArgs,
+    /// Move each key through this running server's REBALANCE (host:port), so
+    /// its key locks apply: the safe way while it serves the same --db.
+    #[arg(long)]
+    pub server: Option<String>,
+    /// Only keys starting with this.
+    #[arg(long, default_value = "")]
+    pub prefix: String,
+}
+
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub common: AdminArgs,
+    /// Read every replica and compare its MD5 with the record.
+    #[arg(long)]
+    pub checksums: bool,
+    /// Also walk every volume for files the index does not reference.
+    #[arg(long)]
+    pub orphans: bool,
+    /// Files younger than this are never orphans (writes and moves in flight).
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub min_orphan_age: Duration,
+    /// Only keys starting with this.
+    #[arg(long, default_value = "")]
+    pub prefix: String,
+}
+
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct RepairArgs {
+    #[command(flatten)]
+    pub common: AdminArgs,
+    /// Re-create replicas through this running server's REBALANCE (host:port).
+    #[arg(long)]
+    pub server: Option<String>,
+    /// Read every replica: replace those whose MD5 differs from the record,
+    /// and record the MD5 of keys that have none.
+    #[arg(long)]
+    pub checksums: bool,
+    /// Delete files the index does not reference (walks every volume).
+    #[arg(long)]
+    pub delete_orphans: bool,
+    /// Files younger than this are never orphans (writes and moves in flight).
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub min_orphan_age: Duration,
+    /// Only keys starting with this.
+    #[arg(long, default_value = "")]
+    pub prefix: String,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -170,6 +269,30 @@ mod tests {
         for bad in ["mkv -replicas x server", "mkv -nosuch 1 server", "mkv -voltimeout 1parsec server", "mkv", "mkv -replicas 0 server"] {
             assert!(parse(bad.split_whitespace().map(String::from)).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn admin_commands_in_both_styles() {
+        let c = p("mkv -volumes a:1,b:2 -db /x -replicas 2 rebuild -checksums -concurrency 4");
+        let Command::Rebuild(a) = c.command else { panic!("not rebuild") };
+        assert!(a.checksums && !a.clear && !a.common.json);
+        assert_eq!((a.common.concurrency, c.config.replicas), (4, 2));
+        let c = p("mkv rebalance --volumes a:1 --db /x --server localhost:3000 --prefix /p/ --json");
+        assert_eq!(
+            c.command,
+            Command::Rebalance(RebalanceArgs {
+                common: AdminArgs { concurrency: 16, json: true },
+                server: Some("localhost:3000".into()),
+                prefix: "/p/".into()
+            })
+        );
+        let c = p("mkv -db /x verify -orphans -min-orphan-age 0s");
+        let Command::Verify(v) = c.command else { panic!("not verify") };
+        assert!(v.orphans && !v.checksums && v.min_orphan_age == Duration::ZERO);
+        let c = p("mkv repair --delete-orphans --checksums");
+        let Command::Repair(r) = c.command else { panic!("not repair") };
+        assert!(r.delete_orphans && r.checksums && r.server.is_none());
+        assert_eq!(r.min_orphan_age, Duration::from_secs(600));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! mkv: a minikeyvalue-compatible distributed blob store with an S3 gateway.
 
+pub mod admin;
 pub mod config;
 pub mod error;
 pub mod index;

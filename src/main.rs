@@ -21,14 +21,28 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MKV_LOG").unwrap_or_else(|_| level.into()))
         .with_writer(std::io::stderr)
         .init();
-    let result = match cli.command {
-        Command::Server => actix_web::rt::System::new().block_on(mkv::server::run(cli.config)),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("mkv: {e}");
-            ExitCode::FAILURE
+    let json = cli.command.json();
+    let admin = match cli.command {
+        Command::Server => {
+            return match actix_web::rt::System::new().block_on(mkv::server::run(cli.config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
+            }
         }
+        Command::Rebuild(a) => mkv::admin::run(json, mkv::admin::rebuild::run(cli.config, a)),
+        Command::Rebalance(a) => mkv::admin::run(json, mkv::admin::rebalance::run(cli.config, a)),
+        Command::Verify(a) => mkv::admin::run(json, mkv::admin::verify::run(cli.config, a)),
+        Command::Repair(a) => mkv::admin::run(json, mkv::admin::repair::run(cli.config, a)),
+    };
+    match admin {
+        Ok(true) => ExitCode::SUCCESS,
+        // The report, with every failure, is printed already.
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => fail(e),
     }
+}
+
+fn fail(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("mkv: {e}");
+    ExitCode::FAILURE
 }

@@ -1,0 +1,117 @@
+//! `mkv repair`: for every live key with a problem `verify` would report,
+//! delete its bad replicas (wrong size or MD5) once a good one is known, then
+//! move it like `rebalance` (which re-creates missing replicas from a good
+//! one and fixes the record); with `--checksums` also record the MD5 of keys
+//! that have none; with `--delete-orphans` delete unreferenced files. Every
+//! change is reported.
+
+use std::sync::Arc;
+
+use futures::stream::TryStreamExt;
+
+use super::rebalance::Mover;
+use super::verify::{check_key, for_each_orphan, Probe};
+use super::{open_index, records, volume_client, AdminError, Ctx, Item, Progress, Report};
+use crate::config::{Config, RepairArgs};
+use crate::index::Record;
+use crate::volume::replica_url;
+
+pub async fn run(config: Config, args: RepairArgs) -> Result<Report, AdminError> {
+    let index = open_index(&config)?;
+    let mover = Mover::new(args.server.as_deref(), &index, &config).await?;
+    let progress = Progress::start("repair", "keys", Some(index.len()?));
+    let ctx = Ctx { client: volume_client(&config), config: Arc::new(config), index, progress };
+    let concurrency = args.common.concurrency as usize;
+    let (c, mover) = (&ctx, &mover);
+    records(ctx.index.clone(), args.prefix.clone().into_bytes())
+        .map_err(AdminError::from)
+        .try_for_each_concurrent(concurrency, |(key, rec)| async move {
+            if rec.is_live() {
+                repair_key(c, mover, &key, &rec, args.checksums).await?;
+            }
+            c.progress.seen(1);
+            Ok(())
+        })
+        .await?;
+    if args.delete_orphans {
+        for_each_orphan(&ctx, concurrency, args.min_orphan_age, args.prefix.as_bytes(), |orphan, target| async move {
+            let url = orphan.info.url.clone();
+            match orphan.still_orphan(c, target.as_deref()) {
+                Ok(true) => match c.client.delete(&url).await {
+                    Ok(()) => {
+                        c.progress.act(Item { kind: "deleted orphan".into(), ..orphan.item() });
+                        c.progress.changed(1);
+                    }
+                    Err(e) => c.progress.fail(Item::file("orphan", &url, e)),
+                },
+                Ok(false) => {}
+                Err(e) => c.progress.fail(Item::file("orphan", &url, e)),
+            }
+        })
+        .await?;
+    }
+    Ok(ctx.progress.finish())
+}
+
+async fn repair_key(ctx: &Ctx, mover: &Mover, key: &[u8], rec: &Record, checksums: bool) -> Result<(), AdminError> {
+    let meta = ctx.index.get_meta(key)?;
+    let checked = check_key(ctx, key, rec, meta.as_ref(), checksums).await;
+    let record_md5 = checksums && rec.hash.is_empty() && ctx.config.md5sum;
+    if checked.problems.is_empty() && !record_md5 {
+        return Ok(());
+    }
+    let good = checked.good().next().map(|(_, p)| p.clone());
+    let good_md5 = match good {
+        Some(Probe::Present { md5, .. }) => md5,
+        _ => {
+            for p in checked.problems {
+                ctx.progress.fail(p);
+            }
+            ctx.progress.fail(Item::key("lost", key, "no good replica to repair from"));
+            return Ok(());
+        }
+    };
+    let fail = |volume: Option<&str>, why: String| ctx.progress.fail(Item::new("repair", Some(key), volume, why));
+    // Bad replicas go first, so the move below copies from a good one.
+    for v in &checked.bad {
+        if ctx.index.get(key)?.as_ref() != Some(rec) {
+            fail(None, "the key changed during the repair (a concurrent write or delete); run again".into());
+            return Ok(());
+        }
+        if let Err(e) = ctx.client.delete(&replica_url(v, key)).await {
+            fail(Some(v), e.to_string());
+            return Ok(());
+        }
+        ctx.progress.act(Item::replica("deleted bad replica", key, v, ""));
+    }
+    let mut changed = !checked.bad.is_empty();
+    if !checked.problems.is_empty() {
+        match mover.rebalance(&ctx.index, key, rec).await {
+            Ok(Some(_)) => {
+                let now = ctx.index.get(key)?.map(|r| r.volumes.join(",")).unwrap_or_default();
+                ctx.progress.act(Item::key("restored", key, format!("replicas on {now}")));
+                changed = true;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                fail(None, e);
+                return Ok(());
+            }
+        }
+    }
+    if let (true, Some(md5)) = (record_md5, good_md5) {
+        let now = ctx.index.get(key)?.filter(|r| r.is_live() && r.hash.is_empty());
+        if let Some(now) = now {
+            let with_md5 = Record { hash: md5.clone(), ..now.clone() };
+            let (index, k) = (ctx.index.clone(), key.to_vec());
+            if tokio::task::spawn_blocking(move || index.put_if(&k, &now, &with_md5, None)).await?? {
+                ctx.progress.act(Item::key("recorded MD5", key, md5));
+                changed = true;
+            }
+        }
+    }
+    if changed {
+        ctx.progress.changed(1);
+    }
+    Ok(())
+}
