@@ -12,6 +12,8 @@ use crate::store::Store;
 
 pub struct AppState {
     pub store: Store,
+    /// The port that serves S3 alone (`--s3-port`), if any.
+    pub s3_only_port: Option<u16>,
 }
 
 pub fn open_store(config: &Config) -> Result<Store, String> {
@@ -25,25 +27,46 @@ async fn dispatch(req: HttpRequest, body: web::Payload, app: web::Data<AppState>
     if app.store.config.verbose {
         tracing::info!("{} {}", req.method(), req.uri());
     }
-    if s3::is_s3_request(&req) {
+    let s3_only = app.s3_only_port.is_some() && app.s3_only_port == Some(req.app_config().local_addr().port());
+    if s3_only || s3::is_s3_request(&req) {
         return s3::handle(req, body, app).await;
     }
     native::handle(req, body, app).await
 }
 
-/// The server on an already bound listener (tests bind port 0); await it to
-/// serve until interrupted, or stop it through its handle.
-pub fn serve(store: Store, listener: std::net::TcpListener) -> std::io::Result<actix_web::dev::Server> {
-    let state = web::Data::new(AppState { store });
-    Ok(HttpServer::new(move || App::new().app_data(state.clone()).default_service(web::to(dispatch)))
-        .listen(listener)?
-        .run())
+/// The server on already bound listeners (tests bind port 0): the main one
+/// (native and S3) and optionally one for S3 alone. Await it to serve until
+/// interrupted, or stop it through its handle.
+pub fn serve(store: Store, listener: std::net::TcpListener, s3_listener: Option<std::net::TcpListener>) -> std::io::Result<actix_web::dev::Server> {
+    let s3_only_port = s3_listener.as_ref().map(|l| l.local_addr().map(|a| a.port())).transpose()?;
+    let state = web::Data::new(AppState { store, s3_only_port });
+    let mut server = HttpServer::new(move || App::new().app_data(state.clone()).default_service(web::to(dispatch))).listen(listener)?;
+    if let Some(l) = s3_listener {
+        server = server.listen(l)?;
+    }
+    Ok(server.run())
+}
+
+fn bind(host: &str, port: u16) -> Result<std::net::TcpListener, String> {
+    let addr = format!("{host}:{port}");
+    std::net::TcpListener::bind(&addr).map_err(|e| format!("cannot listen on {addr}: {e}"))
 }
 
 pub async fn run(config: Config) -> Result<(), String> {
     let store = open_store(&config)?;
-    let addr = format!("{}:{}", config.bind, config.port);
-    let listener = std::net::TcpListener::bind(&addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    tracing::info!("mkv listening on {addr}, {} volumes, {} replicas", config.volumes.len(), config.replicas);
-    serve(store, listener).map_err(|e| e.to_string())?.await.map_err(|e| e.to_string())
+    let listener = bind(&config.bind, config.port)?;
+    let s3_listener = config.s3_port.map(|p| bind(&config.bind, p)).transpose()?;
+    eprintln!(
+        "mkv: listening on {}:{}, {} volumes, {} replicas; S3 gateway {}",
+        config.bind,
+        config.port,
+        config.volumes.len(),
+        config.replicas,
+        match (config.s3_keys.len(), config.s3_port) {
+            (0, _) => "off (no --s3-key / MKV_S3_KEYS)".to_string(),
+            (n, None) => format!("on, same port, {n} key(s)"),
+            (n, Some(p)) => format!("on, same port and S3-only port {p}, {n} key(s)"),
+        }
+    );
+    serve(store, listener, s3_listener).map_err(|e| e.to_string())?.await.map_err(|e| e.to_string())
 }

@@ -125,7 +125,7 @@ impl Server {
         let s = store.clone();
         let thread = std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
-                let server = mkv::server::serve(s, listener).unwrap();
+                let server = mkv::server::serve(s, listener, None).unwrap();
                 tx.send(server.handle()).unwrap();
                 let _ = server.await;
             })

@@ -1,0 +1,167 @@
+"""A real cluster for the client suite: 3 nginx volumes (nginx/volume) and
+the mkv binary on free loopback ports, started once per session and stopped
+by PID. Clients: boto3, aws cli, rclone, s3cmd, plain HTTP."""
+
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+import boto3
+import pytest
+from botocore.config import Config
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+ACCESS, SECRET = "mkvtestaccess", "mkvtestsecret/with+chars"
+REGION = "us-east-1"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, timeout=15):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process {proc.args} exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"port {port} did not open")
+
+
+def stop(proc):
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGCONT)
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+class Cluster:
+    def __init__(self, base, n_volumes=3):
+        self.base = pathlib.Path(base)
+        self.volumes = []  # (port, dir, proc)
+        for i in range(n_volumes):
+            d = self.base / f"vol{i}"
+            port = free_port()
+            p = subprocess.Popen(
+                [str(ROOT / "nginx" / "volume"), str(d)],
+                env={**os.environ, "PORT": str(port), "WORKERS": "1"},
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            )
+            wait_port(port, p)
+            self.volumes.append((port, d, p))
+        self.db = self.base / "db"
+        self.port = free_port()
+        self.server = None
+        self.start_server()
+
+    def start_server(self):
+        binary = os.environ.get("MKV_BIN", str(ROOT / "target" / "debug" / "mkv"))
+        vols = ",".join(f"localhost:{p}" for p, _, _ in self.volumes)
+        self.log = open(self.base / "server.log", "ab")
+        self.server = subprocess.Popen(
+            [binary, "server", "--volumes", vols, "--db", str(self.db), "--port", str(self.port),
+             "--bind", "127.0.0.1", "--replicas", "2", "--subvolumes", "4", "--db-map-gib", "4",
+             "--io-timeout", "10s"],
+            env={**os.environ, "MKV_S3_KEYS": f"{ACCESS}:{SECRET}"},
+            stdout=self.log, stderr=self.log, start_new_session=True,
+        )
+        wait_port(self.port, self.server)
+
+    def restart_server(self):
+        stop(self.server)
+        self.start_server()
+
+    @property
+    def endpoint(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self):
+        stop(self.server)
+        for _, _, p in self.volumes:
+            stop(p)
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    # Not pytest's tmp_path: its folders are private to root, and nginx's
+    # workers (nobody, when run as root) must reach the volume folders.
+    base = tempfile.mkdtemp(prefix="mkv-s3tests-")
+    os.chmod(base, 0o755)
+    c = Cluster(base)
+    yield c
+    c.close()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def client(cluster, **config):
+    return boto3.client(
+        "s3", endpoint_url=cluster.endpoint, aws_access_key_id=ACCESS, aws_secret_access_key=SECRET,
+        region_name=REGION, config=Config(retries={"max_attempts": 1}, **config),
+    )
+
+
+@pytest.fixture(scope="session")
+def s3(cluster):
+    return client(cluster)
+
+
+@pytest.fixture
+def bucket(s3):
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    yield name
+    # Empty and remove it, whatever the test left.
+    for obj in s3.list_objects_v2(Bucket=name).get("Contents", []) if _can_list(s3, name) else []:
+        s3.delete_object(Bucket=name, Key=obj["Key"])
+
+
+def _can_list(s3, name):
+    try:
+        s3.list_objects_v2(Bucket=name, MaxKeys=1)
+        return True
+    except Exception:
+        return False
+
+
+def tool_env(cluster):
+    """Environment for aws cli, rclone and s3cmd subprocesses."""
+    bindir = pathlib.Path(sys.executable).parent
+    return {
+        **os.environ,
+        "PATH": f"{bindir}:{os.environ['PATH']}",
+        "AWS_ACCESS_KEY_ID": ACCESS,
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_CONFIG_FILE": "/dev/null",
+        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+    }
+
+
+def aws(cluster, *args, check=True, input=None):
+    """Run aws cli against the cluster; returns CompletedProcess (text)."""
+    exe = shutil.which("aws", path=tool_env(cluster)["PATH"])
+    r = subprocess.run([exe, "--endpoint-url", cluster.endpoint, *args], env=tool_env(cluster),
+                       capture_output=True, text=True, input=input, timeout=300)
+    if check and r.returncode != 0:
+        raise AssertionError(f"aws {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+    return r
