@@ -71,7 +71,8 @@ pub fn volume_client(config: &Config) -> VolumeClient {
 /// Every record whose key starts with `prefix`, in key order, read a page at
 /// a time (records written meanwhile after the current page are seen).
 pub fn records(index: Index, prefix: Vec<u8>) -> impl Stream<Item = Result<(Vec<u8>, Record), IndexError>> {
-    let first = Some(prefix.clone());
+    // LMDB cannot seek to an empty key; no key is empty, so [0] is the first.
+    let first = Some(if prefix.is_empty() { vec![0] } else { prefix.clone() });
     stream::try_unfold(first, move |from| {
         let (index, prefix) = (index.clone(), prefix.clone());
         async move {
@@ -195,8 +196,10 @@ mod tests {
         let keys: Vec<Vec<u8>> = (0..2 * PAGE + 5).map(|i| format!("/p/{i:05}").into_bytes()).collect();
         index.put_many(keys.iter().map(|k| (k.as_slice(), &rec))).unwrap();
         index.put(b"/q", &rec, None).unwrap();
-        let got: Vec<Vec<u8>> = records(index, b"/p/".to_vec()).map_ok(|(k, _)| k).try_collect().await.unwrap();
+        let got: Vec<Vec<u8>> = records(index.clone(), b"/p/".to_vec()).map_ok(|(k, _)| k).try_collect().await.unwrap();
         assert_eq!(got, keys);
+        let all: Vec<Vec<u8>> = records(index, Vec::new()).map_ok(|(k, _)| k).try_collect().await.unwrap();
+        assert_eq!(all.len(), keys.len() + 1);
     }
 
     #[test]
