@@ -135,9 +135,10 @@ impl Store {
         self.index_write(move |ix| ix.put(&k, &pending, None)).await?;
         let urls: Vec<String> = targets.iter().map(|t| replica_url(t, key)).collect();
         let written = self.write_replicas(&urls, len, Some(first), body).await?;
-        let hash = if self.config.md5sum { written.md5_hex() } else { String::new() };
+        let (hash, etag) = if self.config.md5sum { (written.md5_hex(), None) } else { (String::new(), Some(written.md5_hex())) };
         let live = Record { volumes: targets, deleted: Deleted::No, hash };
-        let meta = ObjectMeta { size: written.size, mtime: now_secs(), headers, ..Default::default() };
+        // Without --md5sum the record has no hash: S3 still needs an ETag.
+        let meta = ObjectMeta { size: written.size, mtime: now_secs(), headers, etag, ..Default::default() };
         let k = key.to_vec();
         self.index_write(move |ix| ix.put(&k, &live, Some(&meta))).await?;
         Ok(written)
