@@ -71,6 +71,7 @@ class Cluster:
             self.volumes.append((port, d, p))
         self.db = self.base / "db"
         self.port = free_port()
+        self.s3_port = free_port()
         self.server = None
         self.start_server()
 
@@ -81,7 +82,7 @@ class Cluster:
         self.server = subprocess.Popen(
             [binary, "server", "--volumes", vols, "--db", str(self.db), "--port", str(self.port),
              "--bind", "127.0.0.1", "--replicas", "2", "--subvolumes", "4", "--db-map-gib", "4",
-             "--io-timeout", "10s"],
+             "--io-timeout", "10s", "--s3-port", str(self.s3_port)],
             env={**os.environ, "MKV_S3_KEYS": f"{ACCESS}:{SECRET}"},
             stdout=self.log, stderr=self.log, start_new_session=True,
         )

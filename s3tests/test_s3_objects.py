@@ -358,3 +358,20 @@ def test_s3_errors_are_xml_with_request_id(cluster, bucket):
     assert b"<Code>NoSuchKey</Code>" in data and b"<RequestId>" in data and b"<Resource>" in data
     st, headers, data = raw(cluster, "PATCH", f"/{bucket}").send()
     assert st == 405 and headers["x-amz-request-id"]
+
+
+def test_s3_only_port(cluster, s3, bucket):
+    s3.put_object(Bucket=bucket, Key="on-both-ports", Body=b"x")
+    import boto3
+    from botocore.config import Config
+    s3only = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{cluster.s3_port}", aws_access_key_id=ACCESS,
+                          aws_secret_access_key=SECRET, region_name="us-east-1", config=Config(retries={"max_attempts": 1}))
+    assert s3only.get_object(Bucket=bucket, Key="on-both-ports")["Body"].read() == b"x"
+    # Unsigned on the S3 port: an anonymous S3 request, denied with S3 XML.
+    conn = http.client.HTTPConnection("127.0.0.1", cluster.s3_port, timeout=10)
+    conn.request("GET", f"/{bucket}/on-both-ports")
+    r = conn.getresponse()
+    assert r.status == 403 and b"<Code>AccessDenied</Code>" in r.read()
+    # The same unsigned GET on the main port is native: a redirect.
+    st, _, _ = plain(cluster, "GET", f"/{bucket}/on-both-ports")
+    assert st == 302
