@@ -28,6 +28,9 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Re-create missing or bad replicas, fix records, delete orphans.
     Repair(RepairArgs),
+    /// Load generator: one bounded load against given URLs, JSON results
+    /// (what bench/run uses).
+    Bench(crate::bench::BenchArgs),
 }
 
 impl Command {
@@ -39,6 +42,7 @@ impl Command {
             Command::Rebalance(a) => a.common.json,
             Command::Verify(a) => a.common.json,
             Command::Repair(a) => a.common.json,
+            Command::Bench(_) => true,
         }
     }
 }
@@ -121,7 +125,7 @@ pub struct RepairArgs {
     pub prefix: String,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 1s, 500ms, 2m)"))
 }
 

@@ -1,6 +1,7 @@
 //! mkv: a minikeyvalue-compatible distributed blob store with an S3 gateway.
 
 pub mod admin;
+pub mod bench;
 pub mod config;
 pub mod error;
 pub mod index;

@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         Command::Rebalance(a) => mkv::admin::run(json, mkv::admin::rebalance::run(cli.config, a)),
         Command::Verify(a) => mkv::admin::run(json, mkv::admin::verify::run(cli.config, a)),
         Command::Repair(a) => mkv::admin::run(json, mkv::admin::repair::run(cli.config, a)),
+        Command::Bench(a) => return mkv::bench::main(cli.config, a).map_or_else(fail, |()| ExitCode::SUCCESS),
     };
     match admin {
         Ok(true) => ExitCode::SUCCESS,

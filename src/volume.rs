@@ -52,6 +52,18 @@ pub fn replica_url(target: &str, key: &[u8]) -> String {
     format!("http://{target}{}", key2path(key))
 }
 
+/// The set-up of mkv's outbound HTTP clients (volumes, `mkv bench`):
+/// keep-alive pool, no proxy, no redirects followed, Nagle off.
+pub fn client_builder(connect_timeout: Duration, max_idle_per_host: usize) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .connect_timeout(connect_timeout)
+        .pool_max_idle_per_host(max_idle_per_host)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .redirect(reqwest::redirect::Policy::none())
+}
+
 impl VolumeClient {
     pub fn new(head_timeout: Duration, io_timeout: Duration) -> VolumeClient {
         let http = reqwest::Client::builder()
