@@ -2,6 +2,7 @@
 the mkv binary on free loopback ports, started once per session and stopped
 by PID. Clients: boto3, aws cli, rclone, s3cmd, plain HTTP."""
 
+import contextlib
 import os
 import pathlib
 import shutil
@@ -102,16 +103,25 @@ class Cluster:
             stop(p)
 
 
-@pytest.fixture(scope="session")
-def cluster():
-    # Not pytest's tmp_path: its folders are private to root, and nginx's
-    # workers (nobody, when run as root) must reach the volume folders.
+@contextlib.contextmanager
+def temp_cluster():
+    """A cluster in a fresh folder, removed afterwards. Not pytest's tmp_path:
+    its folders are private to root, and nginx's workers (nobody, when run as
+    root) must reach the volume folders."""
     base = tempfile.mkdtemp(prefix="mkv-s3tests-")
     os.chmod(base, 0o755)
     c = Cluster(base)
-    yield c
-    c.close()
-    shutil.rmtree(base, ignore_errors=True)
+    try:
+        yield c
+    finally:
+        c.close()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    with temp_cluster() as c:
+        yield c
 
 
 def client(cluster, **config):

@@ -4,26 +4,20 @@ client that disconnects mid-upload."""
 import os
 import signal
 import socket
-import shutil
 import subprocess
-import tempfile
 import time
 
 import pytest
 from botocore.exceptions import ClientError
 
 import rawsig
-from conftest import ACCESS, ROOT, SECRET, Cluster, client, wait_port
+from conftest import ACCESS, ROOT, SECRET, client, temp_cluster, wait_port
 
 
 @pytest.fixture(scope="module")
 def faulty():
-    base = tempfile.mkdtemp(prefix="mkv-s3faults-")
-    os.chmod(base, 0o755)
-    c = Cluster(base)
-    yield c
-    c.close()
-    shutil.rmtree(base, ignore_errors=True)
+    with temp_cluster() as c:
+        yield c
 
 
 def test_dead_volume_reads_fail_over_and_writes_keep_old_value(faulty):
