@@ -23,6 +23,10 @@ pub type ChunkTx = mpsc::Sender<std::io::Result<Bytes>>;
 #[derive(Clone)]
 pub struct VolumeClient {
     http: reqwest::Client,
+    /// For PUTs of streamed bodies: no read timeout, since reqwest's starts
+    /// when the request is sent and would cut uploads that outlast it. The
+    /// writers bound stalls themselves (chunk sends, the final answer).
+    upload: reqwest::Client,
     /// HEAD checks before a redirect.
     head_timeout: Duration,
     /// Longest silence during a transfer.
@@ -66,17 +70,18 @@ pub fn client_builder(connect_timeout: Duration, max_idle_per_host: usize) -> re
 
 impl VolumeClient {
     pub fn new(head_timeout: Duration, io_timeout: Duration) -> VolumeClient {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .tcp_nodelay(true)
-            .connect_timeout(head_timeout.max(Duration::from_millis(200)))
-            .read_timeout(io_timeout)
-            .pool_max_idle_per_host(256)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("reqwest client");
-        VolumeClient { http, head_timeout, io_timeout }
+        let builder = || {
+            reqwest::Client::builder()
+                .no_proxy()
+                .tcp_nodelay(true)
+                .connect_timeout(head_timeout.max(Duration::from_millis(200)))
+                .pool_max_idle_per_host(256)
+                .pool_idle_timeout(Duration::from_secs(60))
+                .redirect(reqwest::redirect::Policy::none())
+        };
+        let http = builder().read_timeout(io_timeout).build().expect("reqwest client");
+        let upload = builder().build().expect("reqwest client");
+        VolumeClient { http, upload, head_timeout, io_timeout }
     }
 
     /// Size of the file if the volume has it (200 to a HEAD in time).
@@ -97,7 +102,7 @@ impl VolumeClient {
     /// PUT a body that arrives on `rx`. An `Err` on the channel aborts the
     /// request, so nginx discards the partial file.
     pub async fn put_stream(&self, url: String, len: Option<u64>, rx: mpsc::Receiver<std::io::Result<Bytes>>) -> Result<()> {
-        let mut req = self.http.put(&url).body(reqwest::Body::wrap_stream(ReceiverStream::new(rx)));
+        let mut req = self.upload.put(&url).body(reqwest::Body::wrap_stream(ReceiverStream::new(rx)));
         if let Some(len) = len {
             req = req.header(CONTENT_LENGTH, len);
         }
