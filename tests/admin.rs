@@ -157,7 +157,7 @@ fn slash_keys(n: usize) -> Vec<Vec<u8>> {
 }
 
 fn value_for(i: usize) -> Vec<u8> {
-    let len = if i % 50 == 0 { 70_000 + i } else { 1 + (i * 37) % 3000 };
+    let len = if i.is_multiple_of(50) { 70_000 + i } else { 1 + (i * 37) % 3000 };
     data(len, i as u64)
 }
 

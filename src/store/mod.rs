@@ -56,6 +56,20 @@ fn staging_url(target: &str, id: &str) -> String {
 /// Folder of staging files in each (sub)volume.
 pub const STAGING_DIR: &str = ".staging";
 
+/// A key's move to the volumes placement chooses, its copies made: record
+/// `both`, delete the `old` replicas, record `done`, each record replaced
+/// only if it is still the one before.
+pub struct Move {
+    pub key: Vec<u8>,
+    /// The record as read before copying.
+    pub read: Record,
+    /// The chosen volumes, then the old replicas still to delete.
+    pub both: Record,
+    pub done: Record,
+    /// Recorded volumes that hold the key but are no longer chosen.
+    pub old: Vec<String>,
+}
+
 /// A live key and a replica that answered for it.
 pub struct Located {
     pub record: Record,
@@ -390,9 +404,21 @@ impl Store {
     /// record is only replaced if unchanged since read: an admin process,
     /// which does not share our key locks, never undoes a concurrent write.
     pub async fn rebalance_locked(&self, key: &[u8]) -> Result<bool> {
-        let rec = self.record(key)?.filter(Record::is_live).ok_or(Error::NotFound)?;
+        let Some(m) = self.prepare_rebalance(key).await? else { return Ok(false) };
+        self.replace_record(key, &m.read, &m.both).await?;
+        self.delete_old_replicas(&m).await?;
+        self.replace_record(key, &m.both, &m.done).await?;
+        Ok(true)
+    }
+
+    /// The copying half of `rebalance_locked`: probe the recorded replicas
+    /// and copy the value to each chosen volume that lacks it. `None` if the
+    /// key is already where placement wants it. The caller finishes the
+    /// `Move` (admin rebalance batches many moves per transaction).
+    pub async fn prepare_rebalance(&self, key: &[u8]) -> Result<Option<Move>> {
+        let read = self.record(key)?.filter(Record::is_live).ok_or(Error::NotFound)?;
         let wanted = self.placement(key);
-        let heads = rec.volumes.iter().map(|v| async move { (v, self.volumes.head(&replica_url(v, key)).await) });
+        let heads = read.volumes.iter().map(|v| async move { (v, self.volumes.head(&replica_url(v, key)).await) });
         let mut have: Vec<String> = Vec::new();
         for (v, found) in futures::future::join_all(heads).await {
             if found?.is_some() && !have.contains(v) {
@@ -401,20 +427,24 @@ impl Store {
         }
         let source = have.first().map(|v| replica_url(v, key)).ok_or(Error::NoReplica)?;
         let missing: Vec<&String> = wanted.iter().filter(|w| !have.contains(w)).collect();
-        if rec.volumes == wanted && missing.is_empty() {
-            return Ok(false);
+        if read.volumes == wanted && missing.is_empty() {
+            return Ok(None);
         }
         for w in missing {
             self.volumes.copy(&source, &replica_url(w, key)).await?;
         }
         let old: Vec<String> = have.iter().filter(|v| !wanted.contains(v)).cloned().collect();
-        let both = Record { volumes: wanted.iter().chain(&old).cloned().collect(), ..rec.clone() };
-        self.replace_record(key, &rec, &both).await?;
-        for v in &old {
-            self.volumes.delete(&replica_url(v, key)).await?;
+        let both = Record { volumes: wanted.iter().chain(&old).cloned().collect(), ..read.clone() };
+        let done = Record { volumes: wanted, ..read.clone() };
+        Ok(Some(Move { key: key.to_vec(), read, both, done, old }))
+    }
+
+    /// Delete a move's old replicas, once `both` is recorded.
+    pub async fn delete_old_replicas(&self, m: &Move) -> Result<()> {
+        for v in &m.old {
+            self.volumes.delete(&replica_url(v, &m.key)).await?;
         }
-        self.replace_record(key, &both, &Record { volumes: wanted, ..rec }).await?;
-        Ok(true)
+        Ok(())
     }
 
     /// Swap a key's record for another if nobody changed it meanwhile;
