@@ -100,6 +100,17 @@ impl Index {
         }
     }
 
+    /// Metadata of many keys from one snapshot (a listing page).
+    pub fn get_metas<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Option<ObjectMeta>>, IndexError> {
+        let rtxn = self.env.read_txn()?;
+        keys.iter()
+            .map(|k| match self.meta.get(&rtxn, k.as_ref())? {
+                Some(raw) => Ok(Some(serde_json::from_slice(raw)?)),
+                None => Ok(None),
+            })
+            .collect()
+    }
+
     /// Record and metadata together, from one snapshot.
     pub fn get_with_meta(&self, key: &[u8]) -> Result<Option<(Record, Option<ObjectMeta>)>, IndexError> {
         if key.len() > self.max_key {

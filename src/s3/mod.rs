@@ -6,6 +6,7 @@ pub mod bucket;
 pub mod checksum;
 pub mod chunked;
 pub mod error;
+pub mod list;
 pub mod object;
 pub mod router;
 pub mod sigv4;
@@ -165,6 +166,9 @@ async fn serve(req: &HttpRequest, payload: web::Payload, app: &AppState) -> Resu
         Op::PutObject => object::put_object(&ctx, payload).await,
         Op::DeleteObject => object::delete_object(&ctx).await,
         Op::GetObjectAcl => object::get_acl(&ctx),
+        Op::ListObjects => list::list_objects_v1(&ctx).await,
+        Op::ListObjectsV2 => list::list_objects_v2(&ctx).await,
+        Op::ListObjectVersions => list::list_object_versions(&ctx).await,
         Op::NotImplemented(what) => Err(S3Error::NotImplemented(format!("{what} is not implemented"))),
         op => Err(S3Error::NotImplemented(format!("{op:?} is not implemented yet"))),
     }
