@@ -5,6 +5,8 @@ pub mod body;
 pub mod bucket;
 pub mod checksum;
 pub mod chunked;
+pub mod copy;
+pub mod delete;
 pub mod error;
 pub mod list;
 pub mod object;
@@ -169,6 +171,8 @@ async fn serve(req: &HttpRequest, payload: web::Payload, app: &AppState) -> Resu
         Op::ListObjects => list::list_objects_v1(&ctx).await,
         Op::ListObjectsV2 => list::list_objects_v2(&ctx).await,
         Op::ListObjectVersions => list::list_object_versions(&ctx).await,
+        Op::CopyObject => copy::copy_object(&ctx).await,
+        Op::DeleteObjects => delete::delete_objects(&ctx, payload).await,
         Op::NotImplemented(what) => Err(S3Error::NotImplemented(format!("{what} is not implemented"))),
         op => Err(S3Error::NotImplemented(format!("{op:?} is not implemented yet"))),
     }

@@ -82,7 +82,7 @@ pub fn etag_of(rec: &Record, meta: &ObjectMeta) -> String {
 }
 
 /// Whether an `If-Match`/`If-None-Match` list names this ETag.
-fn etag_matches(list: &str, etag: &str) -> bool {
+pub fn etag_matches(list: &str, etag: &str) -> bool {
     list.split(',').map(|t| t.trim().trim_start_matches("W/").trim_matches('"')).any(|t| t == "*" || t == etag)
 }
 
