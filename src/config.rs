@@ -186,6 +186,10 @@ pub struct Config {
     /// accepted when unset.
     #[arg(long, global = true, env = "MKV_S3_REGION")]
     pub s3_region: Option<String>,
+    /// Also serve virtual-hosted-style S3 under this domain
+    /// (`bucket.s3.example.com` for `s3.example.com`); path style always works.
+    #[arg(long, global = true, env = "MKV_S3_DOMAIN")]
+    pub s3_domain: Option<String>,
     /// Log every request.
     #[arg(short = 'v', long, global = true, env = "MKV_VERBOSE")]
     pub verbose: bool,
@@ -304,6 +308,7 @@ mod tests {
         let c = p("mkv server --s3-key a:b --s3-key c:d:e");
         assert_eq!(c.config.s3_keys, [("a".into(), "b".into()), ("c".into(), "d:e".into())]);
         assert!(parse(["mkv", "server", "--s3-key", "nocolon"].map(String::from)).is_err());
+        assert_eq!(p("mkv server --s3-domain s3.localhost").config.s3_domain.as_deref(), Some("s3.localhost"));
     }
 
     #[test]

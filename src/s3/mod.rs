@@ -131,6 +131,19 @@ pub async fn handle(req: HttpRequest, payload: web::Payload, app: web::Data<AppS
     resp
 }
 
+/// The path a signature covers: SigV4 signs the path as sent; SigV2's
+/// resource puts the bucket of a virtual-hosted request in front of it.
+fn signed_path(req: &HttpRequest, virtual_bucket: Option<&str>) -> String {
+    let path = req.uri().path();
+    let q = req.uri().query().unwrap_or("");
+    let has = |name: &str| q.split('&').any(|p| p.split('=').next() == Some(name));
+    let v2 = header(req, "authorization").is_some_and(|a| a.starts_with("AWS ")) || (has("AWSAccessKeyId") && has("Signature"));
+    match virtual_bucket {
+        Some(b) if v2 => format!("/{b}{path}"),
+        _ => path.to_string(),
+    }
+}
+
 async fn serve(req: &HttpRequest, payload: web::Payload, app: &AppState) -> Result<HttpResponse, S3Error> {
     let config = &app.store.config;
     if config.s3_keys.is_empty() {
@@ -145,7 +158,10 @@ async fn serve(req: &HttpRequest, payload: web::Payload, app: &AppState) -> Resu
         .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
         .collect();
     let raw_query = req.uri().query().unwrap_or("");
-    let parts = RequestParts { method: req.method().as_str(), raw_path: req.uri().path(), raw_query, headers: &headers };
+    let host = header(req, "host").or_else(|| req.uri().host());
+    let virtual_bucket = config.s3_domain.as_deref().zip(host).and_then(|(domain, host)| router::bucket_from_host(host, domain));
+    let signed_path = signed_path(req, virtual_bucket);
+    let parts = RequestParts { method: req.method().as_str(), raw_path: &signed_path, raw_query, headers: &headers };
     let lookup = |ak: &str| config.s3_keys.iter().find(|(a, _)| a == ak).map(|(_, s)| s.clone());
     let auth = sigv4::verify(&parts, lookup, SystemTime::now(), config.s3_region.as_deref()).map_err(S3Error::from)?;
 
@@ -153,7 +169,7 @@ async fn serve(req: &HttpRequest, payload: web::Payload, app: &AppState) -> Resu
     let path = String::from_utf8(percent_decode(req.uri().path().as_bytes()))
         .map_err(|_| S3Error::InvalidRequest("the path is not valid UTF-8".into()))?;
     let names: Vec<&str> = query.iter().map(|(k, _)| k.as_str()).collect();
-    let route = router::route(req.method().as_str(), &path, &names, header(req, "x-amz-copy-source").is_some(), None)?;
+    let route = router::route(req.method().as_str(), &path, &names, header(req, "x-amz-copy-source").is_some(), virtual_bucket)?;
     let ctx = Ctx { app, req, auth, route, query };
     match ctx.route.op.clone() {
         Op::ListBuckets => bucket::list_buckets(&ctx),

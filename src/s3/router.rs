@@ -180,6 +180,20 @@ fn object_op(method: &str, has: &dyn Fn(&str) -> bool, copy_source: bool) -> Op 
     }
 }
 
+/// The bucket of a virtual-hosted-style request: the `Host` (port
+/// dropped) is `<bucket>.<domain>`. Anything else is path style.
+pub fn bucket_from_host<'a>(host: &'a str, domain: &str) -> Option<&'a str> {
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let domain = domain.trim_matches('.');
+    let cut = name.len().checked_sub(domain.len() + 1)?;
+    let (bucket, rest) = (name.get(..cut)?, name.get(cut..)?);
+    let suffix = rest.strip_prefix('.')?;
+    (!bucket.is_empty() && !domain.is_empty() && suffix.eq_ignore_ascii_case(domain)).then_some(bucket)
+}
+
 /// S3 bucket naming rules (the current ones for new buckets).
 pub fn valid_bucket_name(name: &str) -> bool {
     let b = name.as_bytes();
@@ -243,6 +257,17 @@ mod tests {
         assert!(route("GET", &ok, &[], false, None).is_ok());
         let long = format!("/b/{}", "k".repeat(MAX_KEY_LEN + 1));
         assert_eq!(route("GET", &long, &[], false, None), Err(S3Error::KeyTooLongError));
+    }
+
+    #[test]
+    fn virtual_hosts() {
+        assert_eq!(bucket_from_host("b.s3.localhost:3000", "s3.localhost"), Some("b"));
+        assert_eq!(bucket_from_host("my.dotted-b.S3.Localhost", "s3.localhost"), Some("my.dotted-b"));
+        assert_eq!(bucket_from_host("b.s3.localhost", ".s3.localhost"), Some("b"));
+        for path_style in ["s3.localhost:3000", "127.0.0.1:3000", "xs3.localhost", ".s3.localhost", "b.s3.localhost.evil", ""] {
+            assert_eq!(bucket_from_host(path_style, "s3.localhost"), None, "{path_style}");
+        }
+        assert_eq!(bucket_from_host("b.x", ""), None);
     }
 
     #[test]
