@@ -21,6 +21,8 @@ from botocore.config import Config
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 ACCESS, SECRET = "mkvtestaccess", "mkvtestsecret/with+chars"
 REGION = "us-east-1"
+# Virtual-hosted-style requests: <bucket>.s3.localhost:<port>.
+S3_DOMAIN = "s3.localhost"
 
 
 def free_port():
@@ -84,7 +86,7 @@ class Cluster:
             [binary, "server", "--volumes", vols, "--db", str(self.db), "--port", str(self.port),
              "--bind", "127.0.0.1", "--replicas", "2", "--subvolumes", "4", "--db-map-gib", "4",
              "--io-timeout", "10s", "--s3-port", str(self.s3_port)],
-            env={**os.environ, "MKV_S3_KEYS": f"{ACCESS}:{SECRET}"},
+            env={**os.environ, "MKV_S3_KEYS": f"{ACCESS}:{SECRET}", "MKV_S3_DOMAIN": S3_DOMAIN},
             stdout=self.log, stderr=self.log, start_new_session=True,
         )
         wait_port(self.port, self.server)
@@ -141,17 +143,19 @@ def bucket(s3):
     name = f"t-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=name)
     yield name
-    # Empty and remove it, whatever the test left.
-    for obj in s3.list_objects_v2(Bucket=name).get("Contents", []) if _can_list(s3, name) else []:
-        s3.delete_object(Bucket=name, Key=obj["Key"])
+    remove_bucket(s3, name)
 
 
-def _can_list(s3, name):
+def remove_bucket(s3, name):
+    """Delete every object, then the bucket, whatever a test left."""
     try:
-        s3.list_objects_v2(Bucket=name, MaxKeys=1)
-        return True
-    except Exception:
-        return False
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                s3.delete_objects(Bucket=name, Delete={"Objects": keys, "Quiet": True})
+        s3.delete_bucket(Bucket=name)
+    except s3.exceptions.NoSuchBucket:
+        pass
 
 
 def tool_env(cluster):
