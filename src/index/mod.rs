@@ -3,6 +3,7 @@
 //! synchronous; async callers run writes on the blocking pool.
 
 pub mod record;
+pub mod uploads;
 
 use std::ops::Bound;
 use std::path::Path;
@@ -32,6 +33,10 @@ pub struct ObjectMeta {
     /// type (`FULL_OBJECT` or `COMPOSITE`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum: Option<(String, String, String)>,
+    /// Part sizes of an object completed from a multipart upload, in order
+    /// (GET/HEAD with `partNumber` answer one part's range).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<u64>,
 }
 
 /// An S3 bucket.
@@ -59,6 +64,10 @@ pub struct Index {
     keys: Database<Bytes, Bytes>,
     meta: Database<Bytes, Bytes>,
     buckets: Database<Bytes, Bytes>,
+    /// Multipart uploads, their parts, recent completions (`uploads` module).
+    uploads: Database<Bytes, Bytes>,
+    parts: Database<Bytes, Bytes>,
+    completed: Database<Bytes, Bytes>,
 }
 
 /// What a scan callback wants next.
@@ -79,9 +88,12 @@ impl Index {
         let keys = env.create_database(&mut wtxn, Some("keys"))?;
         let meta = env.create_database(&mut wtxn, Some("meta"))?;
         let buckets = env.create_database(&mut wtxn, Some("buckets"))?;
+        let uploads = env.create_database(&mut wtxn, Some("uploads"))?;
+        let parts = env.create_database(&mut wtxn, Some("parts"))?;
+        let completed = env.create_database(&mut wtxn, Some("completed"))?;
         wtxn.commit()?;
         let max_key = env.max_key_size();
-        Ok(Index { env, max_key, keys, meta, buckets })
+        Ok(Index { env, max_key, keys, meta, buckets, uploads, parts, completed })
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Record>, IndexError> {
@@ -237,8 +249,9 @@ impl Index {
         Ok(true)
     }
 
-    /// Delete a bucket if no live key lies under `/<name>/`, checked in the
-    /// same transaction as the delete. Returns false if not empty.
+    /// Delete a bucket if no live key and no multipart upload lies under
+    /// `/<name>/`, checked in the same transaction as the delete. Returns
+    /// false if not empty.
     pub fn delete_bucket_if_empty(&self, name: &str) -> Result<bool, IndexError> {
         let mut wtxn = self.env.write_txn()?;
         let prefix = format!("/{name}/");
@@ -246,6 +259,9 @@ impl Index {
             if Record::decode(item?.1).is_live() {
                 return Ok(false);
             }
+        }
+        if self.uploads.prefix_iter(&wtxn, prefix.as_bytes())?.next().is_some() {
+            return Ok(false);
         }
         self.buckets.delete(&mut wtxn, name.as_bytes())?;
         wtxn.commit()?;
