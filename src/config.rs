@@ -31,6 +31,8 @@ pub enum Command {
     /// Load generator: one bounded load against given URLs, JSON results
     /// (what bench/run uses).
     Bench(crate::bench::BenchArgs),
+    /// S3 multipart uploads in progress: list them, or abort them.
+    Uploads(UploadsArgs),
 }
 
 impl Command {
@@ -43,6 +45,7 @@ impl Command {
             Command::Verify(a) => a.common.json,
             Command::Repair(a) => a.common.json,
             Command::Bench(_) => true,
+            Command::Uploads(a) => a.json,
         }
     }
 }
@@ -125,6 +128,33 @@ pub struct RepairArgs {
     pub prefix: String,
 }
 
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct UploadsArgs {
+    #[command(subcommand)]
+    pub action: UploadsAction,
+    /// Print as JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum UploadsAction {
+    /// Every upload: key, id, initiated, parts, bytes.
+    List {
+        /// Only uploads of keys starting with this (`/bucket/prefix`).
+        #[arg(long, default_value = "")]
+        prefix: String,
+    },
+    /// Abort uploads: remove their parts from the volumes and the index.
+    Abort {
+        /// Upload ids to abort.
+        ids: Vec<String>,
+        /// Abort every upload initiated longer ago than this.
+        #[arg(long, value_parser = parse_duration)]
+        older_than: Option<Duration>,
+    },
+}
+
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 1s, 500ms, 2m)"))
 }
@@ -190,6 +220,10 @@ pub struct Config {
     /// (`bucket.s3.example.com` for `s3.example.com`); path style always works.
     #[arg(long, global = true, env = "MKV_S3_DOMAIN")]
     pub s3_domain: Option<String>,
+    /// Multipart uploads not completed this long after they began are
+    /// aborted by the server's background sweep.
+    #[arg(long, global = true, env = "MKV_MULTIPART_EXPIRY", default_value = "7d", value_parser = parse_duration)]
+    pub multipart_expiry: Duration,
     /// Log every request.
     #[arg(short = 'v', long, global = true, env = "MKV_VERBOSE")]
     pub verbose: bool,
@@ -309,6 +343,18 @@ mod tests {
         assert_eq!(c.config.s3_keys, [("a".into(), "b".into()), ("c".into(), "d:e".into())]);
         assert!(parse(["mkv", "server", "--s3-key", "nocolon"].map(String::from)).is_err());
         assert_eq!(p("mkv server --s3-domain s3.localhost").config.s3_domain.as_deref(), Some("s3.localhost"));
+    }
+
+    #[test]
+    fn uploads_command_and_expiry() {
+        assert_eq!(p("mkv server").config.multipart_expiry, Duration::from_secs(7 * 86400));
+        assert_eq!(p("mkv -multipart-expiry 2h server").config.multipart_expiry, Duration::from_secs(7200));
+        let c = p("mkv uploads list --prefix /b/ --json");
+        assert_eq!(c.command, Command::Uploads(UploadsArgs { action: UploadsAction::List { prefix: "/b/".into() }, json: true }));
+        assert!(c.command.json());
+        let c = p("mkv uploads abort --older-than 1d a b");
+        let Command::Uploads(UploadsArgs { action: UploadsAction::Abort { ids, older_than }, .. }) = c.command else { panic!("not abort") };
+        assert_eq!((ids.len(), older_than), (2, Some(Duration::from_secs(86400))));
     }
 
     #[test]

@@ -34,6 +34,7 @@ fn main() -> ExitCode {
         Command::Verify(a) => mkv::admin::run(json, mkv::admin::verify::run(cli.config, a)),
         Command::Repair(a) => mkv::admin::run(json, mkv::admin::repair::run(cli.config, a)),
         Command::Bench(a) => return mkv::bench::main(cli.config, a).map_or_else(fail, |()| ExitCode::SUCCESS),
+        Command::Uploads(a) => mkv::admin::uploads::run(cli.config, a),
     };
     match admin {
         Ok(true) => ExitCode::SUCCESS,

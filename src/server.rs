@@ -56,6 +56,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     let store = open_store(&config)?;
     let listener = bind(&config.bind, config.port)?;
     let s3_listener = config.s3_port.map(|p| bind(&config.bind, p)).transpose()?;
+    actix_web::rt::spawn(s3::multipart::sweep_forever(store.clone(), config.multipart_expiry));
     eprintln!(
         "mkv: listening on {}:{}, {} volumes, {} replicas; S3 gateway {}",
         config.bind,

@@ -7,6 +7,7 @@ pub mod progress;
 pub mod rebalance;
 pub mod rebuild;
 pub mod repair;
+pub mod uploads;
 pub mod verify;
 pub mod walk;
 

@@ -9,6 +9,7 @@ pub mod copy;
 pub mod delete;
 pub mod error;
 pub mod list;
+pub mod multipart;
 pub mod object;
 pub mod router;
 pub mod sigv4;
@@ -50,6 +51,8 @@ pub struct Ctx<'a> {
     pub route: Route,
     /// Decoded query parameters, in order.
     pub query: Vec<(String, String)>,
+    /// The `x-amz-request-id` of the answer (for errors sent in a body).
+    pub request_id: String,
 }
 
 impl Ctx<'_> {
@@ -115,7 +118,7 @@ fn decode_query(raw: &str, plus_as_space: bool) -> Vec<(String, String)> {
 pub async fn handle(req: HttpRequest, payload: web::Payload, app: web::Data<AppState>) -> HttpResponse {
     let request_id = new_request_id();
     let is_head = req.method() == actix_web::http::Method::HEAD;
-    let mut resp = match serve(&req, payload, &app).await {
+    let mut resp = match serve(&req, payload, &app, &request_id).await {
         Ok(r) => r,
         Err(e) => {
             if e.status().is_server_error() {
@@ -144,7 +147,7 @@ fn signed_path(req: &HttpRequest, virtual_bucket: Option<&str>) -> String {
     }
 }
 
-async fn serve(req: &HttpRequest, payload: web::Payload, app: &AppState) -> Result<HttpResponse, S3Error> {
+async fn serve(req: &HttpRequest, payload: web::Payload, app: &AppState, request_id: &str) -> Result<HttpResponse, S3Error> {
     let config = &app.store.config;
     if config.s3_keys.is_empty() {
         return Err(S3Error::AccessDenied("The S3 gateway is off: no --s3-key is configured".into()));
@@ -170,7 +173,7 @@ async fn serve(req: &HttpRequest, payload: web::Payload, app: &AppState) -> Resu
         .map_err(|_| S3Error::InvalidRequest("the path is not valid UTF-8".into()))?;
     let names: Vec<&str> = query.iter().map(|(k, _)| k.as_str()).collect();
     let route = router::route(req.method().as_str(), &path, &names, header(req, "x-amz-copy-source").is_some(), virtual_bucket)?;
-    let ctx = Ctx { app, req, auth, route, query };
+    let ctx = Ctx { app, req, auth, route, query, request_id: request_id.to_string() };
     match ctx.route.op.clone() {
         Op::ListBuckets => bucket::list_buckets(&ctx),
         Op::CreateBucket => bucket::create_bucket(&ctx, payload).await,
@@ -189,8 +192,14 @@ async fn serve(req: &HttpRequest, payload: web::Payload, app: &AppState) -> Resu
         Op::ListObjectVersions => list::list_object_versions(&ctx).await,
         Op::CopyObject => copy::copy_object(&ctx).await,
         Op::DeleteObjects => delete::delete_objects(&ctx, payload).await,
+        Op::CreateMultipartUpload => multipart::create_multipart_upload(&ctx).await,
+        Op::UploadPart => multipart::upload_part(&ctx, payload).await,
+        Op::UploadPartCopy => multipart::upload_part_copy(&ctx).await,
+        Op::CompleteMultipartUpload => multipart::complete_multipart_upload(&ctx, payload).await,
+        Op::AbortMultipartUpload => multipart::abort_multipart_upload(&ctx).await,
+        Op::ListParts => multipart::list_parts(&ctx).await,
+        Op::ListMultipartUploads => multipart::list_multipart_uploads(&ctx).await,
         Op::NotImplemented(what) => Err(S3Error::NotImplemented(format!("{what} is not implemented"))),
-        op => Err(S3Error::NotImplemented(format!("{op:?} is not implemented yet"))),
     }
 }
 

@@ -12,7 +12,7 @@ use super::checksum::ChecksumAlgorithm;
 use super::error::S3Error;
 use super::xml::http_date;
 use super::Ctx;
-use crate::index::{ObjectMeta, Record};
+use crate::index::{Index, ObjectMeta, Record};
 use crate::store::now_secs;
 
 /// Headers stored with an object and returned on GET/HEAD (with x-amz-meta-*).
@@ -88,14 +88,23 @@ pub fn etag_matches(list: &str, etag: &str) -> bool {
 
 /// `If-None-Match: *` and `If-Match` on writes (AWS conditional writes).
 pub fn check_write_conditions(ctx: &Ctx, key: &[u8]) -> Result<(), S3Error> {
-    let current = live_object(ctx, key)?;
-    if let Some(v) = ctx.header("if-none-match") {
+    write_conditions(&ctx.app.store.index, ctx.header("if-none-match"), ctx.header("if-match"), key, ctx.key())
+}
+
+/// [`check_write_conditions`] with the header values given (a multipart
+/// Complete checks them again after the request is gone).
+pub fn write_conditions(index: &Index, if_none_match: Option<&str>, if_match: Option<&str>, key: &[u8], s3_key: &str) -> Result<(), S3Error> {
+    let current = match index.get_with_meta(key).map_err(internal)? {
+        Some((rec, meta)) if rec.is_live() => Some((rec, meta.unwrap_or_default())),
+        _ => None,
+    };
+    if let Some(v) = if_none_match {
         if v.trim() == "*" && current.is_some() {
             return Err(S3Error::PreconditionFailed { condition: "If-None-Match".into() });
         }
     }
-    if let Some(v) = ctx.header("if-match") {
-        let Some((rec, meta)) = &current else { return Err(S3Error::NoSuchKey { key: ctx.key().to_string() }) };
+    if let Some(v) = if_match {
+        let Some((rec, meta)) = &current else { return Err(S3Error::NoSuchKey { key: s3_key.to_string() }) };
         if !etag_matches(v, &etag_of(rec, meta)) {
             return Err(S3Error::PreconditionFailed { condition: "If-Match".into() });
         }
@@ -207,6 +216,22 @@ fn check_read_conditions(ctx: &Ctx, etag: &str, mtime: u64) -> Result<Option<Sta
     Ok(None)
 }
 
+/// The bytes of part `n` (`partNumber`): that part of an object completed
+/// from a multipart upload, or, for any other object, part 1 is the whole
+/// object (`None`). An empty part has no byte range to answer.
+fn part_range(meta: &ObjectMeta, n: &str) -> Result<Option<(u64, u64)>, S3Error> {
+    let n: usize = n.trim().parse().map_err(|_| S3Error::InvalidPartNumber)?;
+    if meta.parts.is_empty() {
+        return if n == 1 { Ok(None) } else { Err(S3Error::InvalidPartNumber) };
+    }
+    let size = *n.checked_sub(1).and_then(|i| meta.parts.get(i)).ok_or(S3Error::InvalidPartNumber)?;
+    if size == 0 {
+        return Err(S3Error::InvalidPartNumber);
+    }
+    let start: u64 = meta.parts[..n - 1].iter().sum();
+    Ok(Some((start, start + size - 1)))
+}
+
 /// Size of the file a volume is about to send (full or ranged answer).
 fn upstream_total(resp: &reqwest::Response) -> Option<u64> {
     match resp.headers().get("content-range").and_then(|v| v.to_str().ok()) {
@@ -232,11 +257,10 @@ pub async fn get_object(ctx: &Ctx<'_>, with_body: bool) -> Result<HttpResponse, 
         }
         let mut range = parse_range(ctx.header("range"), size)?;
         if let Some(n) = ctx.param("partNumber") {
-            // A single-part object has exactly part 1: the whole object.
-            if n != "1" {
-                return Err(S3Error::InvalidPartNumber);
+            range = part_range(&meta, n)?;
+            if !meta.parts.is_empty() {
+                resp.insert_header(("x-amz-mp-parts-count", meta.parts.len().to_string()));
             }
-            range = None;
         }
         resp.insert_header(("Accept-Ranges", "bytes"));
         add_stored_headers(ctx, &mut resp, &meta, range.is_none());
@@ -330,6 +354,19 @@ mod tests {
         assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100).unwrap(), None);
         assert_eq!(parse_range(Some("items=0-1"), 100).unwrap(), None);
         assert_eq!(parse_range(None, 100).unwrap(), None);
+    }
+
+    #[test]
+    fn part_ranges() {
+        let single = ObjectMeta { size: 9, ..Default::default() };
+        assert_eq!(part_range(&single, "1").unwrap(), None);
+        assert_eq!(part_range(&single, "2").unwrap_err(), S3Error::InvalidPartNumber);
+        let multi = ObjectMeta { size: 12, parts: vec![5, 5, 2], ..Default::default() };
+        assert_eq!(part_range(&multi, "1").unwrap(), Some((0, 4)));
+        assert_eq!(part_range(&multi, "3").unwrap(), Some((10, 11)));
+        for bad in ["0", "4", "x", "-1"] {
+            assert_eq!(part_range(&multi, bad).unwrap_err(), S3Error::InvalidPartNumber, "{bad}");
+        }
     }
 
     #[test]
