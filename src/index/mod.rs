@@ -70,6 +70,14 @@ pub struct Index {
     completed: Database<Bytes, Bytes>,
 }
 
+/// One write of [`Index::apply`]: as `put` (meta replaced when given) or
+/// `delete`.
+#[derive(Debug, Clone)]
+pub enum Write {
+    Put(Vec<u8>, Record, Option<ObjectMeta>),
+    Delete(Vec<u8>),
+}
+
 /// What a scan callback wants next.
 pub enum Scan {
     Continue,
@@ -143,6 +151,28 @@ impl Index {
         self.keys.put(&mut wtxn, key, rec.encode().as_bytes())?;
         if let Some(m) = meta {
             self.meta.put(&mut wtxn, key, &serde_json::to_vec(m)?)?;
+        }
+        wtxn.commit()?;
+        Ok(())
+    }
+
+    /// Apply writes in order in one transaction: one commit (one fsync) for
+    /// all of them. The store's group commit batches concurrent writes here.
+    pub fn apply(&self, writes: &[Write]) -> Result<(), IndexError> {
+        let mut wtxn = self.env.write_txn()?;
+        for w in writes {
+            match w {
+                Write::Put(key, rec, meta) => {
+                    self.keys.put(&mut wtxn, key, rec.encode().as_bytes())?;
+                    if let Some(m) = meta {
+                        self.meta.put(&mut wtxn, key, &serde_json::to_vec(m)?)?;
+                    }
+                }
+                Write::Delete(key) => {
+                    self.keys.delete(&mut wtxn, key)?;
+                    self.meta.delete(&mut wtxn, key)?;
+                }
+            }
         }
         wtxn.commit()?;
         Ok(())
@@ -387,6 +417,22 @@ mod tests {
         assert_eq!(idx.get(b"/k").unwrap().unwrap().volumes, ["c", "z"]);
         assert_eq!(idx.get_meta(b"/n").unwrap().unwrap().size, 1);
         assert_eq!(idx.len().unwrap(), 2);
+    }
+
+    #[test]
+    fn apply_writes_in_order_in_one_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = Index::open(dir.path(), 1 << 26).unwrap();
+        let m = ObjectMeta { size: 3, ..Default::default() };
+        idx.put(b"/gone", &live("v"), Some(&m)).unwrap();
+        idx.apply(&[
+            Write::Put(b"/k".to_vec(), live("a"), None),
+            Write::Put(b"/k".to_vec(), live("b"), Some(m.clone())),
+            Write::Delete(b"/gone".to_vec()),
+        ])
+        .unwrap();
+        assert_eq!(idx.get_with_meta(b"/k").unwrap(), Some((live("b"), Some(m))));
+        assert_eq!((idx.get(b"/gone").unwrap(), idx.get_meta(b"/gone").unwrap()), (None, None));
     }
 
     #[test]

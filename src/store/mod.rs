@@ -2,6 +2,7 @@
 //! original's protocol (soft-deleted record, every replica, live record), with
 //! the body streamed to all replicas at once.
 
+pub mod commit;
 pub mod locks;
 
 use std::sync::Arc;
@@ -14,9 +15,10 @@ use rand::seq::SliceRandom;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::index::{Deleted, Index, ObjectMeta, Record};
+use crate::index::{Deleted, Index, ObjectMeta, Record, Write};
 use crate::placement::{key2volume, needs_rebalance};
 use crate::volume::{next_within, replica_url, ChunkTx, VolumeClient, CHUNKS_IN_FLIGHT};
+use commit::Committer;
 pub use locks::{KeyGuard, KeyLocks};
 
 #[derive(Clone)]
@@ -25,6 +27,7 @@ pub struct Store {
     pub volumes: VolumeClient,
     pub locks: KeyLocks,
     pub config: Arc<Config>,
+    commits: Committer,
 }
 
 /// What a finished write stored.
@@ -93,7 +96,8 @@ pub fn now_secs() -> u64 {
 impl Store {
     pub fn new(index: Index, config: Arc<Config>) -> Store {
         let volumes = VolumeClient::new(config.voltimeout, config.io_timeout);
-        Store { index, volumes, locks: KeyLocks::default(), config }
+        let commits = Committer::start(index.clone());
+        Store { index, volumes, locks: KeyLocks::default(), config, commits }
     }
 
     /// Where placement puts a key now.
@@ -108,6 +112,17 @@ impl Store {
     ) -> Result<T> {
         let index = self.index.clone();
         tokio::task::spawn_blocking(move || f(&index)).await.map_err(|e| Error::Internal(e.to_string()))?.map_err(Error::from)
+    }
+
+    /// Record a key (and replace its metadata when given) through the
+    /// group commit.
+    pub async fn commit_put(&self, key: &[u8], rec: Record, meta: Option<ObjectMeta>) -> Result<()> {
+        self.commits.write(Write::Put(key.to_vec(), rec, meta)).await
+    }
+
+    /// Remove a key's record and metadata through the group commit.
+    pub async fn commit_delete(&self, key: &[u8]) -> Result<()> {
+        self.commits.write(Write::Delete(key.to_vec())).await
     }
 
     pub fn record(&self, key: &[u8]) -> Result<Option<Record>> {
@@ -145,16 +160,14 @@ impl Store {
         let first = self.next_chunk(&mut body).await?.ok_or(Error::EmptyBody)?;
         let targets = self.placement(key);
         let pending = Record { volumes: targets.clone(), deleted: Deleted::Soft, hash: String::new() };
-        let k = key.to_vec();
-        self.index_write(move |ix| ix.put(&k, &pending, None)).await?;
+        self.commit_put(key, pending, None).await?;
         let urls: Vec<String> = targets.iter().map(|t| replica_url(t, key)).collect();
         let written = self.write_replicas(&urls, len, Some(first), body).await?;
         let (hash, etag) = if self.config.md5sum { (written.md5_hex(), None) } else { (String::new(), Some(written.md5_hex())) };
         let live = Record { volumes: targets, deleted: Deleted::No, hash };
         // Without --md5sum the record has no hash: S3 still needs an ETag.
         let meta = ObjectMeta { size: written.size, mtime: now_secs(), headers, etag, ..Default::default() };
-        let k = key.to_vec();
-        self.index_write(move |ix| ix.put(&k, &live, Some(&meta))).await?;
+        self.commit_put(key, live, Some(meta)).await?;
         Ok(written)
     }
 
@@ -281,8 +294,7 @@ impl Store {
         let old = self.record(&key)?;
         let hash = written.md5_hex();
         let pending = Record { volumes: targets.clone(), deleted: Deleted::Soft, hash: hash.clone() };
-        let k = key.clone();
-        self.index_write(move |ix| ix.put(&k, &pending, None)).await?;
+        self.commit_put(&key, pending, None).await?;
         let moves = targets.iter().map(|t| {
             let (from, to) = (staging_url(t, &id), replica_url(t, &key));
             async move { self.volumes.move_file(&from, &to).await }
@@ -292,8 +304,7 @@ impl Store {
         }
         meta.size = written.size;
         let live = Record { volumes: targets.clone(), deleted: Deleted::No, hash: if self.config.md5sum { hash } else { String::new() } };
-        let k = key.clone();
-        self.index_write(move |ix| ix.put(&k, &live, Some(&meta))).await?;
+        self.commit_put(&key, live, Some(meta)).await?;
         // Replicas the old value had on volumes no longer chosen.
         if let Some(old) = old {
             let stale: Vec<String> = old.volumes.iter().filter(|v| !targets.contains(v)).map(|v| replica_url(v, &key)).collect();
@@ -375,8 +386,7 @@ impl Store {
             return Err(Error::Protected);
         }
         let soft = Record { deleted: Deleted::Soft, ..rec.clone() };
-        let k = key.to_vec();
-        self.index_write(move |ix| ix.put(&k, &soft, None)).await?;
+        self.commit_put(key, soft, None).await?;
         if unlink {
             return Ok(());
         }
@@ -385,8 +395,7 @@ impl Store {
             // The record stays soft-deleted: a retry can finish the job.
             res?;
         }
-        let k = key.to_vec();
-        self.index_write(move |ix| ix.delete(&k)).await
+        self.commit_delete(key).await
     }
 
     /// Move one key's replicas to where placement puts them now: copy to each
