@@ -27,8 +27,12 @@ struct Setup {
 }
 
 impl Setup {
+    /// The server's config, with the admin commands' timeouts (the
+    /// machine running the tests may be busy).
     fn config(&self) -> mkv::config::Config {
-        test_config(&self.volumes, &self.db, self.replicas, self.subvolumes)
+        let mut c = test_config(&self.volumes, &self.db, self.replicas, self.subvolumes);
+        (c.voltimeout, c.io_timeout) = (Duration::from_secs(2), Duration::from_secs(5));
+        c
     }
 
     fn args(&self) -> Vec<String> {
@@ -93,6 +97,22 @@ async fn admin_async(setup: &Setup, command: &str, extra: &[&str]) -> Run {
 
 fn setup_of(cl: &Cluster, volumes: &[&Volume], replicas: u32, subvolumes: u32) -> Setup {
     Setup { volumes: volumes.iter().map(|v| v.addr()).collect(), db: cl.tmp.path().join("db"), replicas, subvolumes }
+}
+
+/// Volumes and a server with the admin commands' timeouts.
+fn cluster(volumes: usize, replicas: u32, subvolumes: u32) -> Cluster {
+    Cluster::start_with(volumes, replicas, subvolumes, |c| (c.voltimeout, c.io_timeout) = (Duration::from_secs(2), Duration::from_secs(5)))
+}
+
+/// Stop a server and wait until this process can open its `--db` again (the
+/// server lets go of the environment a moment after it stops).
+fn stop(server: Server, db: &Path) {
+    drop(server);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Index::open(db, 1 << 30).is_err() {
+        assert!(Instant::now() < deadline, "{} stayed open", db.display());
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// PUT every key with its value, `n` at a time.
@@ -163,7 +183,7 @@ fn value_for(i: usize) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rebuild_matches_the_live_index() {
-    let cl = Cluster::start(3, 2, 10);
+    let cl = cluster(3, 2, 10);
     let mut keys: Vec<Vec<u8>> = slash_keys(30);
     keys.push(format!("/{}", "L".repeat(1023)).into_bytes());
     keys.push(b"/a?".to_vec());
@@ -202,7 +222,7 @@ async fn rebuild_matches_the_live_index() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rebalance_3_to_2_to_3_to_5_volumes() {
-    let mut cl = Cluster::start(3, 2, 4);
+    let mut cl = cluster(3, 2, 4);
     cl.volumes.push(Volume::start(&cl.tmp.path().join("vol3")));
     cl.volumes.push(Volume::start(&cl.tmp.path().join("vol4")));
     let mut kv: Vec<(Vec<u8>, Vec<u8>)> = (0..300).map(|i| (format!("/m/{i}").into_bytes(), value_for(i))).collect();
@@ -212,16 +232,16 @@ async fn rebalance_3_to_2_to_3_to_5_volumes() {
     let v = &cl.volumes;
     let all = dirs_of(&v.iter().collect::<Vec<_>>());
 
-    // 3 -> 2, in this process's absence: server stopped, direct mode.
-    cl.server = None;
+    // 3 -> 2, server stopped, direct mode.
     let two = setup_of(&cl, &[&v[0], &v[1]], 2, 4);
+    stop(cl.server.take().unwrap(), &two.db);
     let run = admin_async(&two, "rebalance", &[]).await;
     assert!(run.ok, "{run:?}");
     assert!(run.count("changed") > 100, "{run:?}");
     assert_placed(&two, &all, &keys);
     let server = Server::start(two.config());
     assert_readable(&server, &kv).await;
-    drop(server);
+    stop(server, &two.db);
 
     // 2 -> 3 and 3 -> 5 through the running server.
     for setup in [setup_of(&cl, &[&v[0], &v[1], &v[2]], 2, 4), setup_of(&cl, &v.iter().collect::<Vec<_>>(), 2, 4)] {
@@ -235,15 +255,16 @@ async fn rebalance_3_to_2_to_3_to_5_volumes() {
         let check = admin_async(&setup, "verify", &["--checksums", "--orphans", "--min-orphan-age", "0s"]).await;
         assert!(check.ok, "{check:?}");
         assert_eq!(check.count("seen"), keys.len() as u64);
+        stop(server, &setup.db);
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rebalance_killed_halfway_then_rerun() {
-    let mut cl = Cluster::start(3, 1, 1);
+    let mut cl = cluster(3, 1, 1);
     let kv: Vec<(Vec<u8>, Vec<u8>)> = (0..400).map(|i| (format!("/kill/{i}").into_bytes(), value_for(i))).collect();
     put_all(cl.server(), &kv, 16).await;
-    cl.server = None;
+    stop(cl.server.take().unwrap(), &cl.tmp.path().join("db"));
     cl.volumes.push(Volume::start(&cl.tmp.path().join("vol3")));
     cl.volumes.push(Volume::start(&cl.tmp.path().join("vol4")));
     let v = &cl.volumes;
@@ -291,7 +312,7 @@ async fn rebalance_killed_halfway_then_rerun() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn verify_reports_and_repair_restores() {
-    let cl = Cluster::start(3, 2, 4);
+    let cl = cluster(3, 2, 4);
     let kv: Vec<(Vec<u8>, Vec<u8>)> = (0..100).map(|i| (format!("/vr/{i}").into_bytes(), value_for(i))).collect();
     put_all(cl.server(), &kv, 16).await;
     let setup = setup_of(&cl, &cl.volumes.iter().collect::<Vec<_>>(), 2, 4);
@@ -462,7 +483,7 @@ async fn interop_with_volumes_of_the_original() {
     assert_eq!(list["keys"], serde_json::json!(listed));
 
     read_all(&server, &expected).await;
-    drop(server);
+    stop(server, &four.db);
 
     // Onto 3 volumes: two of the original's and an empty one; then the
     // other two go away and everything still reads.
@@ -493,12 +514,12 @@ async fn delete_retrying(c: &reqwest::Client, url: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rebalance_and_verify_while_the_server_writes() {
-    let mut cl = Cluster::start(3, 2, 4);
+    let mut cl = cluster(3, 2, 4);
     let old: Vec<(Vec<u8>, Vec<u8>)> = (0..200).map(|i| (format!("/old/{i}").into_bytes(), value_for(i))).collect();
     let doomed: Vec<(Vec<u8>, Vec<u8>)> = (0..100).map(|i| (format!("/del/{i}").into_bytes(), value_for(i))).collect();
     put_all(cl.server(), &old, 16).await;
     put_all(cl.server(), &doomed, 16).await;
-    cl.server = None;
+    stop(cl.server.take().unwrap(), &cl.tmp.path().join("db"));
     cl.volumes.push(Volume::start(&cl.tmp.path().join("vol3")));
     let setup = setup_of(&cl, &cl.volumes.iter().collect::<Vec<_>>(), 2, 4);
     cl.server = Some(Server::start(setup.config()));
