@@ -4,10 +4,11 @@ virtual-hosted-style addressing, and the aws cli commands built on them."""
 
 import base64
 import concurrent.futures
-import filecmp
 import hashlib
 import json
+import os
 import subprocess
+import time
 import urllib.request
 import uuid
 import xml.etree.ElementTree as ET
@@ -348,11 +349,14 @@ TREE = {
 }
 
 
-def write_tree(root, tree):
+def write_tree(root, tree, age=0):
+    """Files of `tree` under `root`, modified `age` seconds ago."""
     for rel, data in tree.items():
         p = root / rel
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(data)
+        if age:
+            os.utime(p, (time.time() - age, time.time() - age))
 
 
 def same_tree(a, b):
@@ -362,7 +366,10 @@ def same_tree(a, b):
 
 def test_aws_cli_sync_ls_rm(cluster, s3, bucket, tmp_path):
     up, down = tmp_path / "up", tmp_path / "down"
-    write_tree(up, TREE)
+    # Older than their upload: sync compares a local mtime (sub-second) with
+    # LastModified (whole seconds), which a file written and uploaded within
+    # the same second would lose.
+    write_tree(up, TREE, age=3600)
     aws(cluster, "s3", "sync", str(up), f"s3://{bucket}/tree")
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
     assert keys == {f"tree/{k}" for k in TREE}
