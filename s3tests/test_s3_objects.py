@@ -375,3 +375,13 @@ def test_s3_only_port(cluster, s3, bucket):
     # The same unsigned GET on the main port is native: a redirect.
     st, _, _ = plain(cluster, "GET", f"/{bucket}/on-both-ports")
     assert st == 302
+
+
+def test_unsupported_write_headers_are_refused(s3, bucket):
+    for extra in [{"ServerSideEncryption": "AES256"}, {"Tagging": "a=b"}, {"ObjectLockLegalHoldStatus": "ON"}]:
+        with pytest.raises(ClientError) as e:
+            s3.put_object(Bucket=bucket, Key="refused", Body=b"x", **extra)
+        assert code(e) == "NotImplemented" and status(e) == 501, extra
+    with pytest.raises(ClientError) as e:
+        s3.head_object(Bucket=bucket, Key="refused")
+    assert status(e) == 404

@@ -40,7 +40,21 @@ fn internal(e: impl std::fmt::Display) -> S3Error {
 
 /// The headers a write stores: the standard ones (without the aws-chunked
 /// transfer coding) and user metadata, byte for byte.
+/// Request headers asking for something we do not do (encryption, tags,
+/// object lock): refused, so no client believes it happened.
+const UNSUPPORTED_HEADERS: [&str; 6] = [
+    "x-amz-server-side-encryption",
+    "x-amz-server-side-encryption-customer-algorithm",
+    "x-amz-tagging",
+    "x-amz-object-lock-mode",
+    "x-amz-object-lock-retain-until-date",
+    "x-amz-object-lock-legal-hold",
+];
+
 pub fn headers_to_store(ctx: &Ctx) -> Result<Vec<(String, String)>, S3Error> {
+    if let Some(h) = UNSUPPORTED_HEADERS.iter().find(|h| ctx.req.headers().contains_key(**h)) {
+        return Err(S3Error::NotImplemented(format!("{h} is not supported")));
+    }
     let mut out = Vec::new();
     for name in STORED_HEADERS {
         let Some(v) = ctx.req.headers().get(name) else { continue };
