@@ -70,15 +70,7 @@ pub fn client_builder(connect_timeout: Duration, max_idle_per_host: usize) -> re
 
 impl VolumeClient {
     pub fn new(head_timeout: Duration, io_timeout: Duration) -> VolumeClient {
-        let builder = || {
-            reqwest::Client::builder()
-                .no_proxy()
-                .tcp_nodelay(true)
-                .connect_timeout(head_timeout.max(Duration::from_millis(200)))
-                .pool_max_idle_per_host(256)
-                .pool_idle_timeout(Duration::from_secs(60))
-                .redirect(reqwest::redirect::Policy::none())
-        };
+        let builder = || client_builder(head_timeout.max(Duration::from_millis(200)), 256);
         let http = builder().read_timeout(io_timeout).build().expect("reqwest client");
         let upload = builder().build().expect("reqwest client");
         VolumeClient { http, upload, head_timeout, io_timeout }
@@ -136,9 +128,24 @@ impl VolumeClient {
         }
     }
 
-    /// A folder's autoindex listing; a missing folder is empty.
+    /// A folder's autoindex listing; a missing folder is empty. A failed
+    /// transfer is tried again (a busy volume; large folders take a while).
     pub async fn list_dir(&self, url: &str) -> Result<Vec<DirEntry>> {
-        let resp = self.http.get(url).timeout(self.io_timeout).send().await.map_err(|e| Error::volume(url, e))?;
+        const ATTEMPTS: u32 = 3;
+        let mut attempt = 1;
+        loop {
+            match self.list_dir_once(url).await {
+                Err(Error::Volume { reason, .. }) if attempt < ATTEMPTS && !reason.starts_with("listing answered") => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn list_dir_once(&self, url: &str) -> Result<Vec<DirEntry>> {
+        let resp = self.http.get(url).send().await.map_err(|e| Error::volume(url, e))?;
         match resp.status() {
             StatusCode::OK => {
                 let body = resp.bytes().await.map_err(|e| Error::volume(url, e))?;
@@ -170,19 +177,54 @@ impl VolumeClient {
     }
 
     /// Stream a GET of `from` into a PUT at `to`, through this process with
-    /// bounded memory (replica copies for rebalance and repair).
+    /// bounded memory (replica copies for rebalance and repair). Either side
+    /// silent for longer than the I/O timeout fails the copy, and a failed
+    /// copy aborts the PUT so no partial file lands.
     pub async fn copy(&self, from: &str, to: &str) -> Result<u64> {
         let resp = self.get(from, None).await?;
         let len = resp.content_length();
-        let body = reqwest::Body::wrap_stream(resp.bytes_stream());
-        let mut req = self.http.put(to).body(body);
-        if let Some(len) = len {
-            req = req.header(CONTENT_LENGTH, len);
+        let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
+        let (vol, dest) = (self.clone(), to.to_string());
+        let mut put = tokio::spawn(async move { vol.put_stream(dest, len, rx).await });
+        let pumped = async {
+            let mut body = resp.bytes_stream();
+            let mut copied = 0u64;
+            let result = loop {
+                let chunk = match next_within(&mut body, self.io_timeout).await {
+                    Err(_) => break Err(Error::volume(from, "read stalled for longer than the I/O timeout")),
+                    Ok(None) => break Ok(copied),
+                    Ok(Some(Err(e))) => break Err(Error::volume(from, e)),
+                    Ok(Some(Ok(c))) => c,
+                };
+                copied += chunk.len() as u64;
+                match tokio::time::timeout(self.io_timeout, tx.send(Ok(chunk))).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break Err(Error::volume(to, "volume closed the upload")),
+                    Err(_) => break Err(Error::volume(to, "upload stalled for longer than the I/O timeout")),
+                }
+            };
+            if result.is_err() {
+                let _ = tx.try_send(Err(std::io::Error::other("copy aborted")));
+            }
+            drop(tx);
+            result
         }
-        let put = req.send().await.map_err(|e| Error::volume(to, e))?;
-        match put.status() {
-            StatusCode::CREATED | StatusCode::NO_CONTENT | StatusCode::OK => Ok(len.unwrap_or(0)),
-            s => Err(Error::volume(to, format!("PUT answered {s}"))),
+        .await;
+        let copied = match pumped {
+            Ok(n) => n,
+            Err(e) => {
+                put.abort();
+                return Err(e);
+            }
+        };
+        // The body is sent: the volume must answer within the I/O timeout.
+        match tokio::time::timeout(self.io_timeout, &mut put).await {
+            Ok(Ok(r)) => r.map(|()| copied),
+            Ok(Err(e)) => Err(Error::volume(to, e)),
+            Err(_) => {
+                put.abort();
+                Err(Error::volume(to, "no answer within the I/O timeout"))
+            }
         }
     }
 }
