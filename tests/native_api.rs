@@ -150,9 +150,10 @@ async fn paged_listing() {
         let url = cl.url(&format!("/list/k{i:04}"));
         async move { put(&c, &url, format!("v{i}").into_bytes()).await }
     });
-    for s in futures::future::join_all(puts).await {
-        assert_eq!(s, 201);
-    }
+    // 32 at a time: a realistic client, not a connect storm on a busy machine.
+    use futures::StreamExt;
+    let statuses: Vec<StatusCode> = futures::stream::iter(puts).buffer_unordered(32).collect().await;
+    assert!(statuses.iter().all(|s| *s == 201), "{statuses:?}");
     for i in 0..1000 {
         want.push(format!("/list/k{i:04}"));
     }
