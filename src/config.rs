@@ -18,7 +18,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// Serve the native API.
+    /// Serve the native API and the S3 gateway.
     Server,
     /// Regenerate the index from the volumes (into a fresh --db).
     Rebuild(RebuildArgs),

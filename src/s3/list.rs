@@ -175,11 +175,24 @@ pub fn decode_token(token: &str) -> Result<Vec<u8>, S3Error> {
 }
 
 /// What `encoding-type=url` leaves alone: RFC 3986 unreserved and `/`.
-const URL_SAFE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
+pub const URL_SAFE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
+
+/// Whether a listing asked for `encoding-type=url` (the only type there is).
+pub fn url_encoding(ctx: &Ctx) -> Result<bool, S3Error> {
+    match ctx.param("encoding-type") {
+        None | Some("") => Ok(false),
+        Some(e) if e.eq_ignore_ascii_case("url") => Ok(true),
+        Some(e) => Err(S3Error::InvalidArgument {
+            message: "Invalid Encoding Method specified in Request".into(),
+            name: "encoding-type".into(),
+            value: e.to_string(),
+        }),
+    }
+}
 
 /// A key, prefix or marker for the answer: URL-encoded (byte-exact, so
 /// clients can decode any key) or as text.
-fn encode(raw: &[u8], url: bool) -> String {
+pub fn encode(raw: &[u8], url: bool) -> String {
     if url {
         percent_encode(raw, URL_SAFE).to_string()
     } else {
@@ -215,17 +228,7 @@ impl ListQuery {
                 (n as usize).min(MAX_KEYS)
             }
         };
-        let url = match ctx.param("encoding-type") {
-            None | Some("") => false,
-            Some(e) if e.eq_ignore_ascii_case("url") => true,
-            Some(e) => {
-                return Err(S3Error::InvalidArgument {
-                    message: "Invalid Encoding Method specified in Request".into(),
-                    name: "encoding-type".into(),
-                    value: e.to_string(),
-                })
-            }
-        };
+        let url = url_encoding(ctx)?;
         Ok(ListQuery {
             prefix: ctx.param("prefix").unwrap_or("").to_string(),
             delimiter: ctx.param("delimiter").filter(|d| !d.is_empty()).map(str::to_string),

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use futures::stream::LocalBoxStream;
 use futures::{Stream, StreamExt, TryStreamExt};
 use md5::{Digest, Md5};
-use percent_encoding::{percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use percent_encoding::percent_encode;
 use rand::seq::SliceRandom;
 
 use super::body::Body;
@@ -26,7 +26,7 @@ use super::bucket::xml_ok;
 use super::checksum::{composite, ChecksumAlgorithm, ChecksumType, ChecksumValue, Hasher, VerifyHandle};
 use super::copy::open_copy_source;
 use super::error::S3Error;
-use super::list::prefix_successor;
+use super::list::{encode, prefix_successor, url_encoding, URL_SAFE};
 use super::object::{check_write_conditions, headers_to_store, write_conditions};
 use super::xml::{
     parse_complete_multipart_upload, CompleteMultipartUploadResult, CompletedPart, CopyPartResult, InitiateMultipartUploadResult,
@@ -369,24 +369,11 @@ pub async fn list_parts(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
     Ok(xml_ok(doc.to_xml()))
 }
 
-/// What `encoding-type=url` leaves alone: RFC 3986 unreserved and `/`.
-const URL_SAFE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
-
 pub async fn list_multipart_uploads(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
     ctx.require_bucket()?;
     let max = max_param(ctx, "max-uploads")?;
-    let url = match ctx.param("encoding-type") {
-        None | Some("") => false,
-        Some(e) if e.eq_ignore_ascii_case("url") => true,
-        Some(e) => {
-            return Err(S3Error::InvalidArgument {
-                message: "Invalid Encoding Method specified in Request".into(),
-                name: "encoding-type".into(),
-                value: e.to_string(),
-            })
-        }
-    };
-    let enc = |s: &str| if url { percent_encode(s.as_bytes(), URL_SAFE).to_string() } else { s.to_string() };
+    let url = url_encoding(ctx)?;
+    let enc = |s: &str| encode(s.as_bytes(), url);
     let prefix = ctx.param("prefix").unwrap_or("");
     let delimiter = ctx.param("delimiter").filter(|d| !d.is_empty());
     let key_marker = ctx.param("key-marker").unwrap_or("");
