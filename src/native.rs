@@ -115,41 +115,62 @@ async fn list(app: &AppState, prefix: &[u8], query: &str) -> HttpResponse {
         },
     };
     let start = param("start").filter(|s| !s.is_empty());
-    let mut keys: Vec<Vec<u8>> = Vec::new();
-    let mut next: Vec<u8> = Vec::new();
-    let mut too_many = false;
-    let scanned = app.store.index.scan(prefix, start, |k, rec| {
-        if rec.is_live() != want_live {
-            return Scan::Continue;
-        }
-        if keys.len() > MAX_UNPAGED_KEYS {
-            too_many = true;
-            return Scan::Stop;
-        }
-        if limit > 0 && keys.len() == limit {
-            next = k.to_vec();
-            return Scan::Stop;
-        }
-        keys.push(k.to_vec());
-        Scan::Continue
-    });
-    if let Err(e) = scanned {
+    let mut page = ListPage::new(want_live, limit);
+    if let Err(e) = app.store.index.scan(prefix, start, |k, rec| page.visit(k, rec.is_live())) {
         return error_response(&e.into());
     }
-    if too_many {
+    if page.too_many {
         return empty(StatusCode::PAYLOAD_TOO_LARGE);
     }
-    let mut out = String::from("{\"next\":");
-    go_json_string(&mut out, &next);
-    out.push_str(",\"keys\":[");
-    for (i, k) in keys.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        go_json_string(&mut out, k);
+    HttpResponse::Ok().insert_header((CONTENT_TYPE, "application/json")).body(page.to_json())
+}
+
+/// One `?list`/`?unlinked` page, filled key by key in index order, with the
+/// original's rules: `limit` keys (0 = all), then `next` is the following
+/// key; over 1,000,000 keys without a limit is refused.
+struct ListPage {
+    want_live: bool,
+    limit: usize,
+    keys: Vec<Vec<u8>>,
+    next: Vec<u8>,
+    too_many: bool,
+}
+
+impl ListPage {
+    fn new(want_live: bool, limit: usize) -> ListPage {
+        ListPage { want_live, limit, keys: Vec::new(), next: Vec::new(), too_many: false }
     }
-    out.push_str("]}");
-    HttpResponse::Ok().insert_header((CONTENT_TYPE, "application/json")).body(out)
+
+    fn visit(&mut self, key: &[u8], live: bool) -> Scan {
+        if live != self.want_live {
+            return Scan::Continue;
+        }
+        if self.keys.len() > MAX_UNPAGED_KEYS {
+            self.too_many = true;
+            return Scan::Stop;
+        }
+        if self.limit > 0 && self.keys.len() == self.limit {
+            self.next = key.to_vec();
+            return Scan::Stop;
+        }
+        self.keys.push(key.to_vec());
+        Scan::Continue
+    }
+
+    /// `{"next":"…","keys":[…]}` byte for byte as the original.
+    fn to_json(&self) -> String {
+        let mut out = String::from("{\"next\":");
+        go_json_string(&mut out, &self.next);
+        out.push_str(",\"keys\":[");
+        for (i, k) in self.keys.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            go_json_string(&mut out, k);
+        }
+        out.push_str("]}");
+        out
+    }
 }
 
 /// A JSON string exactly as Go's `encoding/json` writes it: HTML-sensitive
@@ -181,6 +202,33 @@ mod tests {
         let mut s = String::new();
         go_json_string(&mut s, b);
         s
+    }
+
+    fn fill(page: &mut ListPage, keys: &[(&str, bool)]) {
+        for (k, live) in keys {
+            if let Scan::Stop = page.visit(k.as_bytes(), *live) {
+                break;
+            }
+        }
+    }
+
+    #[test]
+    fn list_pages() {
+        let keys = [("/a", true), ("/b", false), ("/c", true), ("/d", true), ("/e", true)];
+        let mut p = ListPage::new(true, 2);
+        fill(&mut p, &keys);
+        assert_eq!(p.to_json(), r#"{"next":"/d","keys":["/a","/c"]}"#);
+        let mut p = ListPage::new(true, 0);
+        fill(&mut p, &keys);
+        assert_eq!(p.to_json(), r#"{"next":"","keys":["/a","/c","/d","/e"]}"#);
+        let mut p = ListPage::new(false, 0);
+        fill(&mut p, &keys);
+        assert_eq!(p.to_json(), r#"{"next":"","keys":["/b"]}"#);
+        // A page that ends exactly at the last key has no next.
+        let mut p = ListPage::new(true, 4);
+        fill(&mut p, &keys);
+        assert_eq!(p.to_json(), r#"{"next":"","keys":["/a","/c","/d","/e"]}"#);
+        assert!(!p.too_many);
     }
 
     #[test]
