@@ -316,19 +316,33 @@ impl Index {
         start: Option<&[u8]>,
         mut f: impl FnMut(&[u8], Record) -> Scan,
     ) -> Result<(), IndexError> {
+        self.scan_db(self.keys, prefix, start, |k, v| Ok(f(k, Record::decode(v))))
+    }
+
+    /// The range scan under every listing: keys of `db` with `prefix`, from
+    /// the first key >= `start` (or the prefix), in one read transaction,
+    /// where the callback may jump ahead (`Scan::SeekTo`) in one seek.
+    fn scan_db(
+        &self,
+        db: Database<Bytes, Bytes>,
+        prefix: &[u8],
+        start: Option<&[u8]>,
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<Scan, IndexError>,
+    ) -> Result<(), IndexError> {
         let rtxn = self.env.read_txn()?;
         let mut from = match start {
             Some(s) if s > prefix => s.to_vec(),
             _ => prefix.to_vec(),
         };
         'seek: loop {
-            let range = (Bound::Included(from.as_slice()), Bound::Unbounded);
-            for item in self.keys.range(&rtxn, &range)? {
+            // LMDB cannot seek to an empty key: start at the first one.
+            let lower = if from.is_empty() { Bound::Unbounded } else { Bound::Included(from.as_slice()) };
+            for item in db.range(&rtxn, &(lower, Bound::Unbounded))? {
                 let (k, v) = item?;
                 if !k.starts_with(prefix) {
                     return Ok(());
                 }
-                match f(k, Record::decode(v)) {
+                match f(k, v)? {
                     Scan::Continue => {}
                     Scan::Stop => return Ok(()),
                     Scan::SeekTo(next) => {

@@ -198,31 +198,10 @@ impl Index {
     /// the first `uploads` key >= `start` (or the prefix). One read
     /// transaction: the callback must be quick.
     pub fn scan_uploads(&self, prefix: &[u8], start: Option<&[u8]>, mut f: impl FnMut(&[u8], &str, Upload) -> Scan) -> Result<(), IndexError> {
-        let rtxn = self.env.read_txn()?;
-        let mut from = match start {
-            Some(s) if s > prefix => s.to_vec(),
-            _ => prefix.to_vec(),
-        };
-        'seek: loop {
-            // LMDB cannot seek to an empty key: start at the first one.
-            let lower = if from.is_empty() { Bound::Unbounded } else { Bound::Included(from.as_slice()) };
-            for item in self.uploads.range(&rtxn, &(lower, Bound::Unbounded))? {
-                let (k, v) = item?;
-                if !k.starts_with(prefix) {
-                    return Ok(());
-                }
-                let Some((key, id)) = split_upload_key(k) else { continue };
-                match f(key, id, serde_json::from_slice(v)?) {
-                    Scan::Continue => {}
-                    Scan::Stop => return Ok(()),
-                    Scan::SeekTo(next) => {
-                        from = next;
-                        continue 'seek;
-                    }
-                }
-            }
-            return Ok(());
-        }
+        self.scan_db(self.uploads, prefix, start, |k, v| match split_upload_key(k) {
+            Some((key, id)) => Ok(f(key, id, serde_json::from_slice(v)?)),
+            None => Ok(Scan::Continue),
+        })
     }
 
     /// Every upload (admin listing, expiry sweep).
