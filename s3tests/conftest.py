@@ -158,6 +158,11 @@ def remove_bucket(s3, name):
         pass
 
 
+def code(exc_info):
+    """The S3 error code of a raised ClientError."""
+    return exc_info.value.response["Error"]["Code"]
+
+
 def tool_env(cluster):
     """Environment for aws cli, rclone and s3cmd subprocesses."""
     bindir = pathlib.Path(sys.executable).parent

@@ -19,13 +19,9 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.handlers import set_list_objects_encoding_type_url
 
-from conftest import ACCESS, REGION, S3_DOMAIN, SECRET, aws, client, remove_bucket
+from conftest import ACCESS, REGION, S3_DOMAIN, SECRET, aws, client, code, remove_bucket
 
 NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
-
-
-def code(exc_info):
-    return exc_info.value.response["Error"]["Code"]
 
 
 def put_many(cluster, bucket, keys, body=lambda k: k.encode()):

@@ -23,13 +23,9 @@ from awscrt import checksums as crt
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
-from conftest import ACCESS, ROOT, SECRET, aws, client, remove_bucket, temp_cluster
+from conftest import ACCESS, ROOT, SECRET, aws, client, code, remove_bucket, temp_cluster
 
 MiB = 1 << 20
-
-
-def code(exc_info):
-    return exc_info.value.response["Error"]["Code"]
 
 
 @pytest.fixture

@@ -13,11 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 import rawsig
-from conftest import ACCESS, SECRET, aws, client
-
-
-def code(exc_info):
-    return exc_info.value.response["Error"]["Code"]
+from conftest import ACCESS, SECRET, aws, client, code
 
 
 def status(exc_info):
