@@ -224,6 +224,10 @@ pub struct Config {
     /// aborted by the server's background sweep.
     #[arg(long, global = true, env = "MKV_MULTIPART_EXPIRY", default_value = "7d", value_parser = parse_duration)]
     pub multipart_expiry: Duration,
+    /// How long the files of a replaced or deleted S3 value stay on the
+    /// volumes, so that redirects and reads already under way still find them.
+    #[arg(long, global = true, env = "MKV_DELETE_GRACE", default_value = "60s", value_parser = parse_duration)]
+    pub delete_grace: Duration,
     /// Log every request.
     #[arg(short = 'v', long, global = true, env = "MKV_VERBOSE")]
     pub verbose: bool,
@@ -349,6 +353,8 @@ mod tests {
     fn uploads_command_and_expiry() {
         assert_eq!(p("mkv server").config.multipart_expiry, Duration::from_secs(7 * 86400));
         assert_eq!(p("mkv -multipart-expiry 2h server").config.multipart_expiry, Duration::from_secs(7200));
+        assert_eq!(p("mkv server").config.delete_grace, Duration::from_secs(60));
+        assert_eq!(p("mkv server --delete-grace 2s").config.delete_grace, Duration::from_secs(2));
         let c = p("mkv uploads list --prefix /b/ --json");
         assert_eq!(c.command, Command::Uploads(UploadsArgs { action: UploadsAction::List { prefix: "/b/".into() }, json: true }));
         assert!(c.command.json());

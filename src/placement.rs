@@ -24,15 +24,54 @@ fn md5(data: &[u8]) -> [u8; 16] {
 /// store and a rebuild can read back: no folder or file name over 255 bytes,
 /// no trailing `/` (nginx would take it for a folder) and no `//` (nginx
 /// merges slashes, losing the name).
-fn original_can_store(name: &str) -> bool {
-    !name.ends_with('/') && !name.contains("//") && name.split('/').all(|s| s.len() <= NAME_MAX)
+fn original_can_store(name: &str, suffix: usize) -> bool {
+    let file = name.rsplit('/').next().unwrap_or(name);
+    !name.ends_with('/') && !name.contains("//") && name.split('/').all(|s| s.len() <= NAME_MAX) && file.len() + suffix <= NAME_MAX
 }
 
-/// Path of a key's file on a volume, starting with `/`.
-pub fn key2path(key: &[u8]) -> String {
+/// Length of a generation: 16 hex digits of the write's start time (µs
+/// since the epoch), then 16 random ones. Unique per write; ordered by time.
+pub const GEN_LEN: usize = 32;
+/// Separates a per-write file name from its generation. Outside both base64
+/// alphabets, so no original name contains it (the original's rebuild fails
+/// to decode such a name and skips it).
+const GEN_MARK: char = '.';
+
+/// A new generation, for a value about to be written (see [`GEN_LEN`]).
+pub fn new_generation() -> String {
+    let micros = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
+    format!("{micros:016x}{}", hex::encode(rand::random::<[u8; 8]>()))
+}
+
+/// Whether `s` is a generation as [`new_generation`] makes them.
+pub fn is_generation(s: &str) -> bool {
+    s.len() == GEN_LEN && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Seconds since the epoch at which a generation's write began.
+pub fn generation_secs(gen: &str) -> u64 {
+    u64::from_str_radix(gen.get(..16).unwrap_or("0"), 16).map_or(0, |us| us / 1_000_000)
+}
+
+/// Path of a key's file on a volume, starting with `/`: the original's
+/// path for a value without generation (native writes), the per-write path
+/// `<original path>.<generation>` for a value with one (S3 writes).
+pub fn key2path(key: &[u8], gen: &str) -> String {
+    if gen.is_empty() {
+        return base_path(key, 0);
+    }
+    let mut path = base_path(key, 1 + gen.len());
+    path.push(GEN_MARK);
+    path.push_str(gen);
+    path
+}
+
+/// The original's path (or the extension's), with room for `suffix` more
+/// bytes in the file name.
+fn base_path(key: &[u8], suffix: usize) -> String {
     let m = md5(key);
     let name = STANDARD.encode(key);
-    if original_can_store(&name) {
+    if original_can_store(&name, suffix) {
         return format!("/{:02x}/{:02x}/{}", m[0], m[1], name);
     }
     let ext = URL_SAFE_NO_PAD.encode(key);
@@ -49,11 +88,17 @@ pub fn key2path(key: &[u8]) -> String {
     path
 }
 
-/// Decode a file path below a volume's hex folders back to its key.
-/// `hex` is the two hex folders (`"5d/41"`), `name` what follows them.
-/// Returns `None` if the name is not one of ours or does not hash to `hex`
-/// (a name nginx mangled, or a stray file).
-pub fn path2key(hex: &str, name: &str) -> Option<Vec<u8>> {
+/// Decode a file path below a volume's hex folders back to its key and
+/// generation (empty for the original's names). `hex` is the two hex folders
+/// (`"5d/41"`), `name` what follows them. Returns `None` if the name is not
+/// one of ours or does not hash to `hex` (a name nginx mangled, or a stray
+/// file). Callers check `key2path(key, gen)` gives the path back.
+pub fn path2key(hex: &str, name: &str) -> Option<(Vec<u8>, String)> {
+    let (name, gen) = match name.rsplit_once(GEN_MARK) {
+        Some((name, gen)) if is_generation(gen) => (name, gen),
+        Some(_) => return None,
+        None => (name, ""),
+    };
     let key = if let Some(ext) = name.strip_prefix("~/") {
         let (dirs, file) = ext.rsplit_once('/').map_or(("", ext), |(d, f)| (d, f));
         let file = file.strip_prefix('~')?;
@@ -63,7 +108,7 @@ pub fn path2key(hex: &str, name: &str) -> Option<Vec<u8>> {
         STANDARD.decode(name).ok()?
     };
     let m = md5(&key);
-    (format!("{:02x}/{:02x}", m[0], m[1]) == hex).then_some(key)
+    (format!("{:02x}/{:02x}", m[0], m[1]) == hex).then(|| (key, gen.to_string()))
 }
 
 /// The target volumes (with `/svNN` when `subvolumes > 1`) for a key, in
@@ -109,8 +154,8 @@ mod tests {
 
     #[test]
     fn path_vectors() {
-        assert_eq!(key2path(b"hello"), "/5d/41/aGVsbG8=");
-        assert_eq!(key2path(b"helloworld"), "/fc/5e/aGVsbG93b3JsZA==");
+        assert_eq!(key2path(b"hello", ""), "/5d/41/aGVsbG8=");
+        assert_eq!(key2path(b"helloworld", ""), "/fc/5e/aGVsbG93b3JsZA==");
     }
 
     #[test]
@@ -133,10 +178,10 @@ mod tests {
     #[test]
     fn original_paths_round_trip() {
         for key in [&b"/hello"[..], b"/a b/c+d%e=f", "/ünïcode/ключ".as_bytes()] {
-            let p = key2path(key);
+            let p = key2path(key, "");
             assert!(!p.contains('~'), "{p}");
             let (hex, name) = (&p[1..6], &p[7..]);
-            assert_eq!(path2key(hex, name).as_deref(), Some(key));
+            assert_eq!(path2key(hex, name), Some((key.to_vec(), String::new())));
         }
     }
 
@@ -144,10 +189,10 @@ mod tests {
     fn names_with_slash_keep_original_nested_path() {
         // base64 of "/fixture/b64/>??>o0" contains '/', stored as nested folders.
         let key = b"/fixture/b64/>??>o0";
-        let p = key2path(key);
+        let p = key2path(key, "");
         assert_eq!(&p[7..], STANDARD.encode(key));
         assert!(p[7..].contains('/'));
-        assert_eq!(path2key(&p[1..6], &p[7..]).as_deref(), Some(&key[..]));
+        assert_eq!(path2key(&p[1..6], &p[7..]), Some((key.to_vec(), String::new())));
     }
 
     #[test]
@@ -158,11 +203,11 @@ mod tests {
         let mut slashes = b"/".to_vec();
         slashes.extend_from_slice(&[0xff, 0xff, 0xff]); // "////" in base64
         for key in [b"/a?".to_vec(), long, slashes] {
-            let p = key2path(&key);
+            let p = key2path(&key, "");
             assert!(p[7..].starts_with("~/"), "{p}");
             assert!(p.split('/').all(|s| s.len() <= NAME_MAX));
             assert!(!p.ends_with('/') && !p.contains("//"));
-            assert_eq!(path2key(&p[1..6], &p[7..]), Some(key));
+            assert_eq!(path2key(&p[1..6], &p[7..]), Some((key, String::new())));
         }
     }
 
@@ -170,7 +215,7 @@ mod tests {
     fn extension_segments_cannot_collide() {
         // A key whose ext name is exactly one segment long vs a longer one
         // sharing that prefix: the file starts with '~', the folder does not.
-        let p = key2path(&vec![b'y'; 600]);
+        let p = key2path(&vec![b'y'; 600], "");
         let segs: Vec<&str> = p[9..].split('/').collect();
         assert!(segs[..segs.len() - 1].iter().all(|s| s.len() == EXT_SEGMENT && !s.starts_with('~')));
         assert!(segs.last().unwrap().starts_with('~'));
@@ -180,5 +225,37 @@ mod tests {
     fn path2key_rejects_wrong_folder_and_junk() {
         assert_eq!(path2key("00/00", "aGVsbG8="), None);
         assert_eq!(path2key("5d/41", "not base64!"), None);
+        assert_eq!(path2key("5d/41", "aGVsbG8=.0123"), None);
+        assert_eq!(path2key("5d/41", "aGVsbG8=.0000000000000001012345678ABCDEF0"), None);
+    }
+
+    const GEN: &str = "00000000000000010123456789abcdef";
+
+    #[test]
+    fn generation_vectors() {
+        assert_eq!(key2path(b"hello", GEN), "/5d/41/aGVsbG8=.00000000000000010123456789abcdef");
+        assert_eq!(key2path(b"/a?", GEN), "/fa/8a/~/~L2E_.00000000000000010123456789abcdef");
+        assert_eq!(path2key("5d/41", "aGVsbG8=.00000000000000010123456789abcdef"), Some((b"hello".to_vec(), GEN.to_string())));
+        assert_eq!(generation_secs("0000000000f4240000000000000000ff"), 16);
+        let (a, b) = (new_generation(), new_generation());
+        assert!(is_generation(&a) && is_generation(&b) && a != b);
+        assert!(generation_secs(&a) > 1_700_000_000);
+    }
+
+    #[test]
+    fn generation_paths_round_trip_and_fit() {
+        // 186 bytes: base64 of 248 characters fits the original's name but
+        // not with a generation after it, which takes the extension.
+        let near = vec![b'n'; 186];
+        assert!(!key2path(&near, "").contains('~'));
+        let with_gen = key2path(&near, GEN);
+        assert!(with_gen[7..].starts_with("~/"), "{with_gen}");
+        for key in [b"/hello".to_vec(), b"/fixture/b64/>??>o0".to_vec(), b"/a?".to_vec(), near, vec![b'x'; 1024]] {
+            let p = key2path(&key, GEN);
+            assert!(p.split('/').all(|s| s.len() <= NAME_MAX), "{p}");
+            assert!(p.ends_with(&format!(".{GEN}")));
+            assert_eq!(path2key(&p[1..6], &p[7..]), Some((key.clone(), GEN.to_string())));
+            assert_ne!(p, key2path(&key, ""));
+        }
     }
 }

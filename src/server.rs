@@ -56,6 +56,11 @@ pub async fn run(config: Config) -> Result<(), String> {
     let store = open_store(&config)?;
     let listener = bind(&config.bind, config.port)?;
     let s3_listener = config.s3_port.map(|p| bind(&config.bind, p)).transpose()?;
+    // Before any request: a write recorded in flight now is one the end of
+    // the previous run cut.
+    let recovered = store.recover().await.map_err(|e| format!("recovery: {e}"))?;
+    eprintln!("mkv: {}", crate::store::gc::recovery_line(&recovered));
+    actix_web::rt::spawn(crate::store::gc::collect_forever(store.clone()));
     actix_web::rt::spawn(s3::multipart::sweep_forever(store.clone(), config.multipart_expiry));
     eprintln!(
         "mkv: listening on {}:{}, {} volumes, {} replicas; S3 gateway {}",

@@ -51,9 +51,10 @@ impl DirEntry {
     }
 }
 
-/// URL of a key's file on a target volume (`host:port[/svNN]`).
-pub fn replica_url(target: &str, key: &[u8]) -> String {
-    format!("http://{target}{}", key2path(key))
+/// URL of a key's file of generation `gen` (empty: the original's path) on
+/// a target volume (`host:port[/svNN]`).
+pub fn replica_url(target: &str, key: &[u8], gen: &str) -> String {
+    format!("http://{target}{}", key2path(key, gen))
 }
 
 /// The set-up of mkv's outbound HTTP clients (volumes, `mkv bench`):
@@ -115,12 +116,18 @@ impl VolumeClient {
     }
 
     /// GET a file (optionally a byte range), as a response whose body streams.
+    /// A volume that sends no response headers within the HEAD timeout fails
+    /// the call (a hung disk, a stopped process: the caller tries another
+    /// replica); a body that stalls fails after the I/O timeout.
     pub async fn get(&self, url: &str, range: Option<&str>) -> Result<reqwest::Response> {
         let mut req = self.http.get(url);
         if let Some(r) = range {
             req = req.header(RANGE, r);
         }
-        let resp = req.send().await.map_err(|e| Error::volume(url, e))?;
+        let resp = tokio::time::timeout(self.head_timeout, req.send())
+            .await
+            .map_err(|_| Error::volume(url, "no response headers within the volume timeout"))?
+            .map_err(|e| Error::volume(url, e))?;
         match resp.status() {
             StatusCode::OK | StatusCode::PARTIAL_CONTENT => Ok(resp),
             StatusCode::NOT_FOUND => Err(Error::NotFound),

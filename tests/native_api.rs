@@ -178,7 +178,7 @@ async fn paged_listing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn too_many_keys_without_limit() {
     let cl = Cluster::start(1, 1, 1);
-    let rec = mkv::index::Record { volumes: vec!["x".into()], deleted: mkv::index::Deleted::No, hash: String::new() };
+    let rec = mkv::index::Record { volumes: vec!["x".into()], deleted: mkv::index::Deleted::No, hash: String::new(), gen: String::new() };
     let keys: Vec<Vec<u8>> = (0..1_000_002u32).map(|i| format!("/m/{i:08}").into_bytes()).collect();
     cl.server().store.index.put_many(keys.iter().map(|k| (k.as_slice(), &rec))).unwrap();
     assert_eq!(client().get(cl.url("/m/?list")).send().await.unwrap().status(), 413);

@@ -193,7 +193,7 @@ mod tests {
     async fn records_pages_through_the_index() {
         let dir = tempfile::tempdir().unwrap();
         let index = Index::open(dir.path(), 1 << 26).unwrap();
-        let rec = Record { volumes: vec!["v".into()], deleted: Deleted::No, hash: String::new() };
+        let rec = Record { volumes: vec!["v".into()], deleted: Deleted::No, hash: String::new(), gen: String::new() };
         let keys: Vec<Vec<u8>> = (0..2 * PAGE + 5).map(|i| format!("/p/{i:05}").into_bytes()).collect();
         index.put_many(keys.iter().map(|k| (k.as_slice(), &rec))).unwrap();
         index.put(b"/q", &rec, None).unwrap();

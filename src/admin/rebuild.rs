@@ -1,6 +1,8 @@
 //! `mkv rebuild`: regenerate the index from what the volumes hold. Every key
 //! file found records its target; a key on several volumes lists them in
-//! placement order, then the rest. Size and mtime come from the autoindex;
+//! placement order, then the rest. A key with files of several values (S3
+//! writes whose replaced files were not collected yet) gets the newest; the
+//! older ones are reported, left as orphans. Size and mtime come from the autoindex;
 //! the MD5 only with `--checksums` (it means reading every value once).
 
 use std::sync::Arc;
@@ -12,7 +14,7 @@ use super::walk::{Entry, Found, Walker};
 use super::{open_index, records, replica_md5, volume_client, AdminError, Ctx, Item, Progress, Report};
 use crate::config::{Config, RebuildArgs};
 use crate::index::{Deleted, Index, IndexError, ObjectMeta, Record};
-use crate::placement::key2volume;
+use crate::placement::{generation_secs, key2volume};
 
 /// Found files (or hashes) written per LMDB transaction at most.
 const BATCH: usize = 2048;
@@ -71,24 +73,49 @@ fn merge(index: &Index, config: &Config, progress: &Progress, found: Vec<Found>)
     let items = found.into_iter().map(|mut f| (std::mem::take(&mut f.key), f));
     index.update_many(items, |key, f, rec, meta| {
         let wanted = key2volume(key, &config.volumes, config.replicas as usize, config.subvolumes);
-        let mut volumes = match rec {
-            Some(r) => r.volumes,
-            None => {
-                new_keys += 1;
-                Vec::new()
-            }
+        let found_meta = || ObjectMeta { size: f.info.size, mtime: f.info.mtime, ..Default::default() };
+        let Some(rec) = rec else {
+            new_keys += 1;
+            let rec = Record { volumes: vec![f.target.clone()], deleted: Deleted::No, hash: String::new(), gen: f.gen.clone() };
+            return Some((rec, Some(found_meta())));
         };
-        if volumes.contains(&f.target) {
-            return None;
+        let current = (written_at(&rec.gen, meta.as_ref().map_or(0, |m| m.mtime)), rec.gen.as_str());
+        match (written_at(&f.gen, f.info.mtime), f.gen.as_str()).cmp(&current) {
+            // An older value's file: the newest value of a key is its value.
+            std::cmp::Ordering::Less => {
+                progress.act(Item::replica("older value left", key, &f.target, format!("{} (an orphan)", f.info.url)));
+                None
+            }
+            std::cmp::Ordering::Greater => {
+                for v in &rec.volumes {
+                    progress.act(Item::replica("older value left", key, v, format!("generation {:?} (an orphan)", rec.gen)));
+                }
+                let newer = Record { volumes: vec![f.target.clone()], deleted: Deleted::No, hash: String::new(), gen: f.gen.clone() };
+                Some((newer, Some(found_meta())))
+            }
+            std::cmp::Ordering::Equal if rec.volumes.contains(&f.target) => None,
+            std::cmp::Ordering::Equal => {
+                let mut volumes = rec.volumes;
+                volumes.push(f.target.clone());
+                volumes.sort_by_key(|v| (wanted.iter().position(|w| w == v).unwrap_or(usize::MAX), v.clone()));
+                // Size and mtime are those of the replica listed first.
+                let meta = (meta.is_none() || volumes[0] == f.target).then(found_meta);
+                Some((Record { volumes, ..rec }, meta))
+            }
         }
-        volumes.push(f.target.clone());
-        volumes.sort_by_key(|v| (wanted.iter().position(|w| w == v).unwrap_or(usize::MAX), v.clone()));
-        // Size and mtime are those of the replica listed first.
-        let meta = (meta.is_none() || volumes[0] == f.target).then(|| ObjectMeta { size: f.info.size, mtime: f.info.mtime, ..Default::default() });
-        Some((Record { volumes, deleted: Deleted::No, hash: String::new() }, meta))
     })?;
     progress.changed(new_keys);
     Ok(())
+}
+
+/// When a value was written, to pick a key's newest: a generation's start
+/// time, else the file's modification time (the original's path).
+fn written_at(gen: &str, mtime: u64) -> u64 {
+    if gen.is_empty() {
+        mtime
+    } else {
+        generation_secs(gen)
+    }
 }
 
 /// Read each key's value once (the first replica that serves it) and record
@@ -99,7 +126,7 @@ async fn record_hashes(ctx: &Ctx, concurrency: usize) -> Result<(), AdminError> 
         .map_ok(|(key, rec)| async move {
             let mut last = None;
             for v in &rec.volumes {
-                match replica_md5(&ctx.client, &crate::volume::replica_url(v, &key)).await {
+                match replica_md5(&ctx.client, &crate::volume::replica_url(v, &key, &rec.gen)).await {
                     Ok((_, md5)) => return Ok(Some((key, (rec, md5)))),
                     Err(e) => last = Some(Item::replica("checksum", &key, v, e)),
                 }

@@ -78,7 +78,7 @@ async fn repair_key(ctx: &Ctx, mover: &Mover, key: &[u8], rec: &Record, checksum
             fail(None, "the key changed during the repair (a concurrent write or delete); run again".into());
             return Ok(());
         }
-        if let Err(e) = ctx.client.delete(&replica_url(v, key)).await {
+        if let Err(e) = ctx.client.delete(&replica_url(v, key, &rec.gen)).await {
             fail(Some(v), e.to_string());
             return Ok(());
         }

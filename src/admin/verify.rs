@@ -3,6 +3,7 @@
 //! of the recorded MD5; with `--orphans`, every file on the volumes belongs
 //! to a record that lists its volume.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,7 +48,7 @@ impl Checked {
 /// recorded MD5, replicas are compared with the first one read.
 pub async fn check_key(ctx: &Ctx, key: &[u8], rec: &Record, meta: Option<&ObjectMeta>, checksums: bool) -> Checked {
     let probes = futures::future::join_all(rec.volumes.iter().map(|v| async move {
-        let url = replica_url(v, key);
+        let url = replica_url(v, key, &rec.gen);
         let probe = if checksums {
             match replica_md5(&ctx.client, &url).await {
                 Ok((size, md5)) => Probe::Present { size, md5: Some(md5) },
@@ -130,8 +131,10 @@ pub struct Orphan {
 }
 
 pub enum OrphanKind {
-    /// A key's file on a volume its record does not list (or no record).
-    Key(Vec<u8>),
+    /// A key's file (key, generation) on a volume its record does not list,
+    /// of a value that is not the record's, or of a key without record; and
+    /// not waiting for the collector.
+    Key(Vec<u8>, String),
     /// An upload's staging file that was never committed.
     Staging,
 }
@@ -139,7 +142,7 @@ pub enum OrphanKind {
 impl Orphan {
     pub fn item(&self) -> Item {
         match &self.kind {
-            OrphanKind::Key(key) => Item::new("orphan", Some(key), Some(&self.info.url), "the index does not list this replica"),
+            OrphanKind::Key(key, _) => Item::new("orphan", Some(key), Some(&self.info.url), "the index does not list this replica"),
             OrphanKind::Staging => Item::file("orphan", &self.info.url, "staging file of an upload never committed"),
         }
     }
@@ -148,7 +151,7 @@ impl Orphan {
     /// right before deleting it).
     pub fn still_orphan(&self, ctx: &Ctx, target: Option<&str>) -> Result<bool, AdminError> {
         match (&self.kind, target) {
-            (OrphanKind::Key(key), Some(target)) => Ok(!ctx.index.get(key)?.is_some_and(|r| r.volumes.iter().any(|v| v == target))),
+            (OrphanKind::Key(key, gen), Some(target)) => Ok(!ctx.index.get(key)?.is_some_and(|r| r.holds(target, gen))),
             _ => Ok(true),
         }
     }
@@ -165,13 +168,21 @@ where
     let walker = Walker { client: ctx.client.clone(), concurrency, staging: prefix.is_empty(), progress: ctx.progress.clone() };
     let (tx, mut rx) = mpsc::channel(1024);
     let volumes = ctx.config.volumes.clone();
+    // Files of values being written or waiting for the collector are not
+    // orphans: the server deletes them itself.
+    let mut tracked = HashSet::new();
+    for files in ctx.index.tracked_files()? {
+        for v in files.volumes {
+            tracked.insert((files.key.clone(), files.gen.clone(), v));
+        }
+    }
     let check = async {
         while let Some(entry) = rx.recv().await {
             match entry {
                 Entry::Key(found) if found.key.starts_with(prefix) && found.info.older_than(min_age) => {
-                    let listed = ctx.index.get(&found.key)?.is_some_and(|r| r.volumes.contains(&found.target));
-                    if !listed {
-                        f(Orphan { info: found.info, kind: OrphanKind::Key(found.key) }, Some(found.target)).await;
+                    let listed = ctx.index.get(&found.key)?.is_some_and(|r| r.holds(&found.target, &found.gen));
+                    if !listed && !tracked.contains(&(found.key.clone(), found.gen.clone(), found.target.clone())) {
+                        f(Orphan { info: found.info, kind: OrphanKind::Key(found.key, found.gen) }, Some(found.target)).await;
                     }
                 }
                 Entry::Key(_) => {}

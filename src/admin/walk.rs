@@ -11,8 +11,11 @@ use tokio::sync::mpsc;
 
 use super::progress::{Item, Progress};
 use crate::placement::{key2path, path2key};
-use crate::store::STAGING_DIR;
 use crate::volume::{DirEntry, VolumeClient};
+
+/// Where mkv before generations staged S3 uploads; its leftovers are
+/// still found as orphans on volumes it wrote.
+const STAGING_DIR: &str = ".staging";
 
 /// Path characters sent as they are; everything else is escaped, so odd
 /// names found on a volume still make valid URLs.
@@ -26,7 +29,8 @@ pub enum Entry {
     /// A file in the hex folders that is no key's file (not one of our
     /// names, or a name nginx mangled): reported, never deleted.
     Stray(FileInfo),
-    /// A leftover of an upload in a target's staging folder.
+    /// A leftover of an upload in a target's staging folder (written by
+    /// mkv before generations).
     Staging(FileInfo),
 }
 
@@ -35,6 +39,8 @@ pub struct Found {
     /// `host:port[/svNN]`, as in records.
     pub target: String,
     pub key: Vec<u8>,
+    /// The file's generation (empty: the original's path).
+    pub gen: String,
     pub info: FileInfo,
 }
 
@@ -151,7 +157,7 @@ impl Walker {
                 let info = FileInfo { url: url(&target, &path), size: e.size.unwrap_or(0), mtime: mtime(&e) };
                 // Only a file exactly at its key's path is that key's file.
                 let entry = match path2key(&hex, &name) {
-                    Some(key) if key2path(&key) == path => Entry::Key(Found { target: target.clone(), key, info }),
+                    Some((key, gen)) if key2path(&key, &gen) == path => Entry::Key(Found { target: target.clone(), key, gen, info }),
                     _ => Entry::Stray(info),
                 };
                 if tx.send(entry).await.is_err() {

@@ -74,6 +74,7 @@ pub fn run(config: &Config, a: PreloadArgs) -> Result<(), String> {
                 volumes: key2volume(k, &config.volumes, config.replicas as usize, config.subvolumes),
                 deleted: Deleted::No,
                 hash: String::new(),
+                gen: String::new(),
             })
             .collect();
         let written = if a.bucket.is_some() {

@@ -2,6 +2,7 @@
 //! `record`), per-object metadata, and the S3 side tables. All calls are
 //! synchronous; async callers run writes on the blocking pool.
 
+pub mod files;
 pub mod record;
 pub mod uploads;
 
@@ -12,6 +13,7 @@ use heed::types::Bytes;
 use heed::{Database, Env, EnvOpenOptions};
 use serde::{Deserialize, Serialize};
 
+pub use files::{Files, GcId, Recovered};
 pub use record::{Deleted, Record};
 
 /// What we know of an object beyond its native record. Written with the
@@ -68,14 +70,28 @@ pub struct Index {
     uploads: Database<Bytes, Bytes>,
     parts: Database<Bytes, Bytes>,
     completed: Database<Bytes, Bytes>,
+    /// Writes in progress and files due for deletion (`files` module).
+    writes: Database<Bytes, Bytes>,
+    gc: Database<Bytes, Bytes>,
 }
 
-/// One write of [`Index::apply`]: as `put` (meta replaced when given) or
-/// `delete`.
+/// One write of [`Index::apply`].
 #[derive(Debug, Clone)]
 pub enum Write {
+    /// As `put` (meta replaced when given): the native protocol's steps.
     Put(Vec<u8>, Record, Option<ObjectMeta>),
+    /// As `delete`.
     Delete(Vec<u8>),
+    /// A write to new files is about to start.
+    Begin(Files),
+    /// Make a record (and meta) the key's value; the files of the value it
+    /// replaces are deleted at the due time (seconds).
+    Switch(Vec<u8>, Record, Option<ObjectMeta>, u64),
+    /// Remove a key; its files are deleted at the due time.
+    Remove(Vec<u8>, u64),
+    /// The write of this generation failed; its files are deleted at the
+    /// due time.
+    Abandon(String, u64),
 }
 
 /// What a scan callback wants next.
@@ -91,7 +107,7 @@ impl Index {
         std::fs::create_dir_all(path).map_err(|e| IndexError::Create(path.display().to_string(), e))?;
         // SAFETY: the environment is opened once per process; LMDB's own lock
         // file makes concurrent use by other processes (admin commands) safe.
-        let env = unsafe { EnvOpenOptions::new().map_size(map_size).max_dbs(8).open(path)? };
+        let env = unsafe { EnvOpenOptions::new().map_size(map_size).max_dbs(16).open(path)? };
         let mut wtxn = env.write_txn()?;
         let keys = env.create_database(&mut wtxn, Some("keys"))?;
         let meta = env.create_database(&mut wtxn, Some("meta"))?;
@@ -99,9 +115,11 @@ impl Index {
         let uploads = env.create_database(&mut wtxn, Some("uploads"))?;
         let parts = env.create_database(&mut wtxn, Some("parts"))?;
         let completed = env.create_database(&mut wtxn, Some("completed"))?;
+        let writes = env.create_database(&mut wtxn, Some("writes"))?;
+        let gc = env.create_database(&mut wtxn, Some("gc"))?;
         wtxn.commit()?;
         let max_key = env.max_key_size();
-        Ok(Index { env, max_key, keys, meta, buckets, uploads, parts, completed })
+        Ok(Index { env, max_key, keys, meta, buckets, uploads, parts, completed, writes, gc })
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Record>, IndexError> {
@@ -172,6 +190,10 @@ impl Index {
                     self.keys.delete(&mut wtxn, key)?;
                     self.meta.delete(&mut wtxn, key)?;
                 }
+                Write::Begin(files) => self.begin_write(&mut wtxn, files)?,
+                Write::Switch(key, rec, meta, due) => self.switch(&mut wtxn, key, rec, meta.as_ref(), *due)?,
+                Write::Remove(key, due) => self.remove(&mut wtxn, key, *due)?,
+                Write::Abandon(gen, due) => self.abandon_write(&mut wtxn, gen, *due)?,
             }
         }
         wtxn.commit()?;
@@ -361,7 +383,7 @@ mod tests {
     use super::*;
 
     fn live(v: &str) -> Record {
-        Record { volumes: vec![v.into()], deleted: Deleted::No, hash: String::new() }
+        Record { volumes: vec![v.into()], deleted: Deleted::No, hash: String::new(), gen: String::new() }
     }
 
     #[test]
@@ -422,7 +444,7 @@ mod tests {
         // Items of one batch see each other's writes.
         let items = vec![(b"/n".to_vec(), "x"), (b"/n".to_vec(), "y"), (b"/k".to_vec(), "z")];
         idx.update_many(items, |_, v, rec, _| {
-            let mut r = rec.unwrap_or_else(|| Record { volumes: vec![], deleted: Deleted::No, hash: String::new() });
+            let mut r = rec.unwrap_or_else(|| Record { volumes: vec![], deleted: Deleted::No, hash: String::new(), gen: String::new() });
             r.volumes.push(v.to_string());
             Some((r, Some(ObjectMeta { size: 1, ..Default::default() })))
         })

@@ -14,10 +14,11 @@ use futures::{StreamExt, TryStreamExt};
 use super::bucket::xml_ok;
 use super::checksum::{ChecksumAlgorithm, ChecksumType, ChecksumValue, ChecksumVerify, Expected};
 use super::error::S3Error;
-use super::object::{check_write_conditions, etag_matches, etag_of, headers_to_store, live_object};
+use super::object::{check_write_conditions, etag_matches, etag_of, headers_to_store, live_object, same_value_opened};
 use super::router::MAX_KEY_LEN;
 use super::xml::CopyObjectResult;
 use super::{mkv_key, Ctx};
+use crate::error::Error;
 use crate::index::{ObjectMeta, Record};
 use crate::store::now_secs;
 use crate::urlenc::percent_decode;
@@ -150,10 +151,11 @@ pub async fn open_copy_source(ctx: &Ctx<'_>, range: Option<&str>) -> Result<Sour
         let range = range.map(|r| parse_copy_range(r, meta.size)).transpose()?;
         let key = source.mkv_key();
         let header = range.map(|(a, b)| format!("bytes={a}-{b}"));
-        let upstream = ctx.app.store.open_read(&key, &record, header.as_deref()).await.map_err(|e| S3Error::from_store(e, &source.key))?;
-        // Writes and deletes mark the record before touching a replica, so
-        // an unchanged record means the file opened is the version checked.
-        if live_object(ctx, &key)?.as_ref() != Some(&(record.clone(), meta.clone())) {
+        let upstream = match ctx.app.store.open_read(&key, &record, header.as_deref()).await {
+            Err(Error::NotFound) => continue,
+            other => other.map_err(|e| S3Error::from_store(e, &source.key))?,
+        };
+        if !same_value_opened(ctx, &key, &record, &meta)? {
             continue;
         }
         let len = range.map_or(meta.size, |(a, b)| b - a + 1);
@@ -232,7 +234,7 @@ pub async fn copy_object(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
     // The source's recorded MD5 guards against a replica that rotted.
     let source_md5 = etag_of(&src.record, &src.meta);
     if source_md5.len() == 32 && source_md5 != md5 {
-        store.discard_staged(staged);
+        drop(staged);
         return Err(S3Error::InternalError(format!("copy source replica of {:?} does not match its MD5", src.source.key)));
     }
     let checksum = match computed.checksum() {
@@ -248,7 +250,7 @@ pub async fn copy_object(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
     };
     let _guard = store.locks.lock(&dest).await;
     if let Err(e) = check_write_conditions(ctx, &dest) {
-        store.discard_staged(staged);
+        drop(staged);
         return Err(e);
     }
     let response = copy_result(md5, &meta);

@@ -11,7 +11,7 @@ use super::error::S3Error;
 use super::router::MAX_KEY_LEN;
 use super::xml::{parse_delete, DeleteErrorEntry, DeleteResult, DeletedEntry, ObjectIdentifier};
 use super::{mkv_key, Ctx};
-use crate::error::Error;
+
 
 /// Keys deleted at once (each touches every replica of its key).
 const DELETES_IN_FLIGHT: usize = 16;
@@ -47,9 +47,9 @@ async fn delete_one(ctx: &Ctx<'_>, object: ObjectIdentifier) -> Result<DeletedEn
     let key = mkv_key(ctx.bucket(), &object.key);
     let store = &ctx.app.store;
     let _guard = store.locks.lock(&key).await;
-    match store.delete_locked(&key, false, false).await {
-        // Deleting a missing key succeeds, as in S3.
-        Ok(()) | Err(Error::NotFound) => Ok(DeletedEntry { key: object.key, version_id: object.version_id }),
+    // Deleting a missing key succeeds, as in S3.
+    match store.remove(&key).await {
+        Ok(()) => Ok(DeletedEntry { key: object.key, version_id: object.version_id }),
         Err(e) => {
             let error = S3Error::from_store(e, &object.key);
             if error.status().is_server_error() {

@@ -429,7 +429,7 @@ mod tests {
     use crate::index::Deleted;
 
     fn live() -> Record {
-        Record { volumes: vec!["v".into()], deleted: Deleted::No, hash: String::new() }
+        Record { volumes: vec!["v".into()], deleted: Deleted::No, hash: String::new(), gen: String::new() }
     }
 
     /// An in-memory index scan with the same contract as `Index::scan`.

@@ -754,7 +754,7 @@ impl Assembly {
                 let h = h.borrow().clone();
                 let value = ChecksumValue { algorithm: h.algorithm(), value: h.finish_base64() };
                 if self.claimed.as_ref().is_some_and(|c| *c != value) {
-                    store.discard_staged(staged);
+                    drop(staged);
                     return Err(S3Error::BadDigest(format!("The {} you specified did not match the calculated checksum.", value.algorithm.as_str())));
                 }
                 Some((value.algorithm.as_str().to_string(), value.value, ChecksumType::FullObject.as_str().to_string()))
@@ -772,7 +772,7 @@ impl Assembly {
         {
             let _guard = store.locks.lock(&self.key).await;
             if let Err(e) = write_conditions(&store.index, self.if_none_match.as_deref(), self.if_match.as_deref(), &self.key, &self.s3_key) {
-                store.discard_staged(staged);
+                drop(staged);
                 return Err(e);
             }
             store.commit_staged(staged, meta).await.map_err(|e| S3Error::from_store(e, &self.s3_key))?;

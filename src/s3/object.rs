@@ -91,6 +91,15 @@ pub fn live_object(ctx: &Ctx, key: &[u8]) -> Result<Option<(Record, ObjectMeta)>
     }
 }
 
+/// Whether the file just opened for `rec` holds the value `rec` and `meta`
+/// describe. A generation's files never change. The original's path is
+/// rewritten in place by a native DELETE and PUT of the key: once a volume
+/// has answered, it sends the file it opened, so an unchanged record now
+/// means that file is the value read.
+pub fn same_value_opened(ctx: &Ctx, key: &[u8], rec: &Record, meta: &ObjectMeta) -> Result<bool, S3Error> {
+    Ok(!rec.gen.is_empty() || live_object(ctx, key)?.is_some_and(|(r, m)| r == *rec && m == *meta))
+}
+
 pub fn etag_of(rec: &Record, meta: &ObjectMeta) -> String {
     meta.etag.clone().unwrap_or_else(|| rec.hash.clone())
 }
@@ -143,7 +152,7 @@ pub async fn put_object(ctx: &Ctx<'_>, payload: web::Payload) -> Result<HttpResp
     // Uploads run side by side; commits of one key are serialized, last wins.
     let _guard = store.locks.lock(&key).await;
     if let Err(e) = check_write_conditions(ctx, &key) {
-        store.discard_staged(staged);
+        drop(staged);
         return Err(e);
     }
     let md5 = staged.written.md5_hex();
@@ -246,20 +255,13 @@ fn part_range(meta: &ObjectMeta, n: &str) -> Result<Option<(u64, u64)>, S3Error>
     Ok(Some((start, start + size - 1)))
 }
 
-/// Size of the file a volume is about to send (full or ranged answer).
-fn upstream_total(resp: &reqwest::Response) -> Option<u64> {
-    match resp.headers().get("content-range").and_then(|v| v.to_str().ok()) {
-        Some(cr) => cr.rsplit('/').next()?.parse().ok(),
-        None => resp.content_length(),
-    }
-}
-
 pub async fn get_object(ctx: &Ctx<'_>, with_body: bool) -> Result<HttpResponse, S3Error> {
     ctx.require_bucket()?;
     check_version(ctx)?;
     let key = ctx.mkv_key();
-    // An overwrite may land between reading the metadata and opening the
-    // file: then the sizes disagree and we read both again.
+    // The record names immutable files: what is read is the value the
+    // headers describe. If they are gone before the first byte (replaced or
+    // deleted, and collected after the grace period), read the record again.
     for _ in 0..3 {
         let (rec, meta) = live_object(ctx, &key)?.ok_or_else(|| S3Error::NoSuchKey { key: ctx.key().to_string() })?;
         let etag = etag_of(&rec, &meta);
@@ -291,9 +293,11 @@ pub async fn get_object(ctx: &Ctx<'_>, with_body: bool) -> Result<HttpResponse, 
             let none = futures::stream::empty::<Result<bytes::Bytes, actix_web::Error>>();
             return Ok(resp.body(SizedStream::new(len, none)));
         }
-        let upstream = ctx.app.store.open_read(&key, &rec, range.map(|(a, b)| format!("bytes={a}-{b}")).as_deref()).await;
-        let upstream = upstream.map_err(|e| S3Error::from_store(e, ctx.key()))?;
-        if upstream_total(&upstream) != Some(size) && size > 0 {
+        let upstream = match ctx.app.store.open_read(&key, &rec, range.map(|(a, b)| format!("bytes={a}-{b}")).as_deref()).await {
+            Err(crate::error::Error::NotFound) => continue,
+            other => other.map_err(|e| S3Error::from_store(e, ctx.key()))?,
+        };
+        if !same_value_opened(ctx, &key, &rec, &meta)? {
             continue;
         }
         let stream = upstream.bytes_stream().map_err(|e| actix_web::error::ErrorBadGateway(e.to_string()));
@@ -338,10 +342,9 @@ pub async fn delete_object(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
     let key = ctx.mkv_key();
     let store = &ctx.app.store;
     let _guard = store.locks.lock(&key).await;
-    match store.delete_locked(&key, false, false).await {
-        Ok(()) | Err(crate::error::Error::NotFound) => Ok(HttpResponse::NoContent().finish()),
-        Err(e) => Err(S3Error::from_store(e, ctx.key())),
-    }
+    // Deleting a missing key succeeds, as in S3.
+    store.remove(&key).await.map_err(|e| S3Error::from_store(e, ctx.key()))?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 pub fn get_acl(ctx: &Ctx) -> Result<HttpResponse, S3Error> {

@@ -51,6 +51,13 @@ impl Committer {
         Committer { tx }
     }
 
+    /// Queue a write without waiting for it (from `Drop`, where nothing can
+    /// be awaited). Writes are applied in the order queued.
+    pub fn write_detached(&self, w: Write) {
+        let (reply, _) = oneshot::channel();
+        let _ = self.tx.send((w, reply));
+    }
+
     pub async fn write(&self, w: Write) -> Result<()> {
         let stopped = || Error::Internal("the index commit thread stopped".into());
         let (reply, answer) = oneshot::channel();
@@ -69,7 +76,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let index = Index::open(dir.path(), 1 << 26).unwrap();
         let c = Committer::start(index.clone());
-        let rec = Record { volumes: vec!["v".into()], deleted: Deleted::No, hash: String::new() };
+        let rec = Record { volumes: vec!["v".into()], deleted: Deleted::No, hash: String::new(), gen: String::new() };
         let writes = (0..100u32).map(|i| c.write(Write::Put(format!("/k{i}").into_bytes(), rec.clone(), None)));
         for r in futures::future::join_all(writes).await {
             r.unwrap();

@@ -1,8 +1,10 @@
-//! The replicated store: placement + index + volumes. Writes follow the
-//! original's protocol (soft-deleted record, every replica, live record), with
-//! the body streamed to all replicas at once.
+//! The replicated store: placement + index + volumes. Native writes follow
+//! the original's protocol (soft-deleted record, every replica, live record);
+//! S3 writes go to files of a generation of their own and become the key's
+//! value in one index transaction. Bodies stream to all replicas at once.
 
 pub mod commit;
+pub mod gc;
 pub mod locks;
 
 use std::sync::Arc;
@@ -15,8 +17,8 @@ use rand::seq::SliceRandom;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::index::{Deleted, Index, ObjectMeta, Record, Write};
-use crate::placement::{key2volume, needs_rebalance};
+use crate::index::{Deleted, Files, Index, ObjectMeta, Record, Write};
+use crate::placement::{key2volume, needs_rebalance, new_generation};
 use crate::volume::{next_within, replica_url, ChunkTx, VolumeClient, CHUNKS_IN_FLIGHT};
 use commit::Committer;
 pub use locks::{KeyGuard, KeyLocks};
@@ -43,21 +45,36 @@ impl Written {
     }
 }
 
-/// A value uploaded to staging files, not yet the key's value.
+/// A value uploaded to files of its own generation, not yet the key's value.
+/// Dropped without [`Store::commit_staged`], the write is abandoned: its
+/// files are deleted by the collector.
 pub struct Staged {
     pub key: Vec<u8>,
     pub targets: Vec<String>,
-    id: String,
     pub written: Written,
+    pending: PendingWrite,
 }
 
-/// Hidden (dot folder: no autoindex, no rebuild) staging file on a target.
-fn staging_url(target: &str, id: &str) -> String {
-    format!("http://{target}/{STAGING_DIR}/{id}")
+/// A write recorded in the index as in progress; abandoned when dropped
+/// unless it was committed.
+struct PendingWrite {
+    gen: String,
+    commits: Option<Committer>,
 }
 
-/// Folder of staging files in each (sub)volume.
-pub const STAGING_DIR: &str = ".staging";
+impl PendingWrite {
+    fn committed(mut self) {
+        self.commits = None;
+    }
+}
+
+impl Drop for PendingWrite {
+    fn drop(&mut self) {
+        if let Some(c) = self.commits.take() {
+            c.write_detached(Write::Abandon(std::mem::take(&mut self.gen), now_secs()));
+        }
+    }
+}
 
 /// A key's move to the volumes placement chooses, its copies made: record
 /// `both`, delete the `old` replicas, record `done`, each record replaced
@@ -125,6 +142,23 @@ impl Store {
         self.commits.write(Write::Delete(key.to_vec())).await
     }
 
+    /// When the files of a value replaced or deleted now are deleted.
+    fn grace_due(&self) -> u64 {
+        now_secs() + self.config.delete_grace.as_secs_f64().ceil() as u64
+    }
+
+    /// Make `rec` the key's value in one transaction; the files of the value
+    /// it replaces are deleted after the grace period.
+    async fn commit_switch(&self, key: &[u8], rec: Record, meta: Option<ObjectMeta>) -> Result<()> {
+        self.commits.write(Write::Switch(key.to_vec(), rec, meta, self.grace_due())).await
+    }
+
+    /// Remove a key in one transaction (an S3 delete): readers see the whole
+    /// value or nothing; its files are deleted after the grace period.
+    pub async fn remove(&self, key: &[u8]) -> Result<()> {
+        self.commits.write(Write::Remove(key.to_vec(), self.grace_due())).await
+    }
+
     pub fn record(&self, key: &[u8]) -> Result<Option<Record>> {
         Ok(self.index.get(key)?)
     }
@@ -159,12 +193,14 @@ impl Store {
         // An empty body (chunked, no length) must fail before anything is recorded.
         let first = self.next_chunk(&mut body).await?.ok_or(Error::EmptyBody)?;
         let targets = self.placement(key);
-        let pending = Record { volumes: targets.clone(), deleted: Deleted::Soft, hash: String::new() };
-        self.commit_put(key, pending, None).await?;
-        let urls: Vec<String> = targets.iter().map(|t| replica_url(t, key)).collect();
+        let pending = Record { volumes: targets.clone(), deleted: Deleted::Soft, hash: String::new(), gen: String::new() };
+        // A switch: files of a value this one replaces (an unlinked S3 value)
+        // are not left behind.
+        self.commit_switch(key, pending, None).await?;
+        let urls: Vec<String> = targets.iter().map(|t| replica_url(t, key, "")).collect();
         let written = self.write_replicas(&urls, len, Some(first), body).await?;
         let (hash, etag) = if self.config.md5sum { (written.md5_hex(), None) } else { (String::new(), Some(written.md5_hex())) };
-        let live = Record { volumes: targets, deleted: Deleted::No, hash };
+        let live = Record { volumes: targets, deleted: Deleted::No, hash, gen: String::new() };
         // Without --md5sum the record has no hash: S3 still needs an ETag.
         let meta = ObjectMeta { size: written.size, mtime: now_secs(), headers, etag, ..Default::default() };
         self.commit_put(key, live, Some(meta)).await?;
@@ -262,9 +298,10 @@ impl Store {
         Ok(())
     }
 
-    /// Upload a value for `key` to hidden staging files on its target
-    /// volumes. Nothing is visible and no lock is held: concurrent uploads of
-    /// one key proceed side by side, and `commit_staged` decides the winner.
+    /// Upload a value for `key` to new files (a generation of its own) on
+    /// its target volumes, recorded as a write in progress first. Nothing is
+    /// visible and no lock is held: concurrent uploads of one key proceed
+    /// side by side, and `commit_staged` decides the winner.
     pub async fn stage<S, E>(&self, key: &[u8], len: Option<u64>, body: S) -> Result<Staged>
     where
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
@@ -274,73 +311,46 @@ impl Store {
             return Err(Error::KeyTooLong);
         }
         let targets = self.placement(key);
-        let id = hex::encode(rand::random::<[u8; 16]>());
-        let urls: Vec<String> = targets.iter().map(|t| staging_url(t, &id)).collect();
-        match self.write_replicas(&urls, len, None, body).await {
-            Ok(written) => Ok(Staged { key: key.to_vec(), targets, id, written }),
-            Err(e) => {
-                self.discard_urls(urls);
-                Err(e)
-            }
-        }
+        let gen = new_generation();
+        let files = Files { key: key.to_vec(), gen: gen.clone(), volumes: targets.clone() };
+        self.commits.write(Write::Begin(files)).await?;
+        let pending = PendingWrite { gen, commits: Some(self.commits.clone()) };
+        let urls: Vec<String> = targets.iter().map(|t| replica_url(t, key, &pending.gen)).collect();
+        // On failure `pending` drops: the write is abandoned.
+        let written = self.write_replicas(&urls, len, None, body).await?;
+        Ok(Staged { key: key.to_vec(), targets, written, pending })
     }
 
-    /// Make a staged value the key's value. The caller holds the key's lock.
-    /// The record goes soft-deleted (with the new hash) while the staged files
-    /// are renamed into place, then live with `meta`: a crash in between
-    /// leaves the key soft-deleted, never live over mixed replicas.
+    /// Make a staged value the key's value: one index transaction replaces
+    /// the record and metadata, and schedules the files of the value it
+    /// replaces for deletion after the grace period. The caller holds the
+    /// key's lock (commits of one key are serialized; the last one wins).
     pub async fn commit_staged(&self, staged: Staged, mut meta: ObjectMeta) -> Result<Written> {
-        let Staged { key, targets, id, written } = staged;
-        let old = self.record(&key)?;
-        let hash = written.md5_hex();
-        let pending = Record { volumes: targets.clone(), deleted: Deleted::Soft, hash: hash.clone() };
-        self.commit_put(&key, pending, None).await?;
-        let moves = targets.iter().map(|t| {
-            let (from, to) = (staging_url(t, &id), replica_url(t, &key));
-            async move { self.volumes.move_file(&from, &to).await }
-        });
-        for res in futures::future::join_all(moves).await {
-            res?;
-        }
+        let Staged { key, targets, written, pending } = staged;
+        let hash = if self.config.md5sum { written.md5_hex() } else { String::new() };
+        let live = Record { volumes: targets, deleted: Deleted::No, hash, gen: pending.gen.clone() };
         meta.size = written.size;
-        let live = Record { volumes: targets.clone(), deleted: Deleted::No, hash: if self.config.md5sum { hash } else { String::new() } };
-        self.commit_put(&key, live, Some(meta)).await?;
-        // Replicas the old value had on volumes no longer chosen.
-        if let Some(old) = old {
-            let stale: Vec<String> = old.volumes.iter().filter(|v| !targets.contains(v)).map(|v| replica_url(v, &key)).collect();
-            self.discard_urls(stale);
-        }
+        self.commit_switch(&key, live, Some(meta)).await?;
+        pending.committed();
         Ok(written)
     }
 
-    /// Drop a staged value that will not be committed.
-    pub fn discard_staged(&self, staged: Staged) {
-        self.discard_urls(staged.targets.iter().map(|t| staging_url(t, &staged.id)).collect());
-    }
-
-    /// Best-effort background delete (leftovers are found by `verify --orphans`).
-    fn discard_urls(&self, urls: Vec<String>) {
-        let vol = self.volumes.clone();
-        tokio::spawn(async move {
-            for url in urls {
-                if let Err(e) = vol.delete(&url).await {
-                    tracing::warn!("cleanup: {e}");
-                }
-            }
-        });
-    }
-
-    /// Open a GET of a live record's value on the first replica that serves
-    /// it (random order), so one dead volume costs a retry, not a failure.
+    /// Open a GET of a record's value on the first replica that serves it
+    /// (random order), so one dead volume costs a retry, not a failure.
+    /// `NotFound` only if every replica answered that it has no such file
+    /// (the value was replaced or deleted since the record was read).
     pub async fn open_read(&self, key: &[u8], record: &Record, range: Option<&str>) -> Result<reqwest::Response> {
         let mut last = Error::NoReplica;
-        for url in self.replica_urls_shuffled(key, record) {
-            match self.volumes.get(&url, range).await {
+        let mut missing = 0;
+        let urls = self.replica_urls_shuffled(key, record);
+        for url in &urls {
+            match self.volumes.get(url, range).await {
                 Ok(resp) => return Ok(resp),
+                Err(Error::NotFound) => missing += 1,
                 Err(e) => last = e,
             }
         }
-        Err(last)
+        Err(if missing == urls.len() && missing > 0 { Error::NotFound } else { last })
     }
 
     /// A live key and the first of its replicas (random order) that answers a
@@ -353,7 +363,7 @@ impl Store {
 
     /// Replica URLs of a record in random order (spreads reads).
     pub fn replica_urls_shuffled(&self, key: &[u8], record: &Record) -> Vec<String> {
-        let mut urls: Vec<String> = record.volumes.iter().map(|v| replica_url(v, key)).collect();
+        let mut urls: Vec<String> = record.volumes.iter().map(|v| replica_url(v, key, &record.gen)).collect();
         urls.shuffle(&mut rand::rng());
         urls
     }
@@ -390,7 +400,7 @@ impl Store {
         if unlink {
             return Ok(());
         }
-        let deletes = rec.volumes.iter().map(|v| replica_url(v, key)).map(|url| async move { self.volumes.delete(&url).await });
+        let deletes = rec.volumes.iter().map(|v| replica_url(v, key, &rec.gen)).map(|url| async move { self.volumes.delete(&url).await });
         for res in futures::future::join_all(deletes).await {
             // The record stays soft-deleted: a retry can finish the job.
             res?;
@@ -427,20 +437,21 @@ impl Store {
     pub async fn prepare_rebalance(&self, key: &[u8]) -> Result<Option<Move>> {
         let read = self.record(key)?.filter(Record::is_live).ok_or(Error::NotFound)?;
         let wanted = self.placement(key);
-        let heads = read.volumes.iter().map(|v| async move { (v, self.volumes.head(&replica_url(v, key)).await) });
+        let gen = &read.gen;
+        let heads = read.volumes.iter().map(|v| async move { (v, self.volumes.head(&replica_url(v, key, gen)).await) });
         let mut have: Vec<String> = Vec::new();
         for (v, found) in futures::future::join_all(heads).await {
             if found?.is_some() && !have.contains(v) {
                 have.push(v.clone());
             }
         }
-        let source = have.first().map(|v| replica_url(v, key)).ok_or(Error::NoReplica)?;
+        let source = have.first().map(|v| replica_url(v, key, &read.gen)).ok_or(Error::NoReplica)?;
         let missing: Vec<&String> = wanted.iter().filter(|w| !have.contains(w)).collect();
         if read.volumes == wanted && missing.is_empty() {
             return Ok(None);
         }
         for w in missing {
-            self.volumes.copy(&source, &replica_url(w, key)).await?;
+            self.volumes.copy(&source, &replica_url(w, key, &read.gen)).await?;
         }
         let old: Vec<String> = have.iter().filter(|v| !wanted.contains(v)).cloned().collect();
         let both = Record { volumes: wanted.iter().chain(&old).cloned().collect(), ..read.clone() };
@@ -451,7 +462,7 @@ impl Store {
     /// Delete a move's old replicas, once `both` is recorded.
     pub async fn delete_old_replicas(&self, m: &Move) -> Result<()> {
         for v in &m.old {
-            self.volumes.delete(&replica_url(v, &m.key)).await?;
+            self.volumes.delete(&replica_url(v, &m.key, &m.read.gen)).await?;
         }
         Ok(())
     }
