@@ -60,8 +60,8 @@ def test_client_disconnect_mid_upload_commits_nothing(faulty):
     s3 = client(faulty)
     s3.create_bucket(Bucket="cut")
     s3.put_object(Bucket="cut", Key="obj", Body=b"old")
-    # Staging files a previous test's failed writes may still be removing.
-    before = set(_staging(faulty))
+    # Files a previous test's writes may still be collecting.
+    before = set(_files(faulty))
     body = os.urandom(4 << 20)
     req = rawsig.Request(faulty.port, ACCESS, SECRET, "PUT", "/cut/obj", body=body)
     sock = socket.create_connection(("127.0.0.1", faulty.port))
@@ -69,20 +69,16 @@ def test_client_disconnect_mid_upload_commits_nothing(faulty):
     head += f"content-length: {len(body)}\r\n\r\n"
     sock.sendall(head.encode() + body[: len(body) // 2])
     sock.close()
-    # The old value stays; no staging file of the cut upload remains once
-    # the server has seen the disconnect (bounded wait, not a speed check).
+    # The old value stays; no file of the cut upload remains once the
+    # server has seen the disconnect (bounded wait, not a speed check).
     deadline = time.time() + 10
     while True:
         time.sleep(0.2)
-        left = set(_staging(faulty)) - before
+        left = set(_files(faulty)) - before
         if not left or time.time() > deadline:
             break
     assert not left, left
     assert s3.get_object(Bucket="cut", Key="obj")["Body"].read() == b"old"
-
-
-def _staging(cluster):
-    return [p for p in _files(cluster) if "/.staging/" in p]
 
 
 def _files(cluster):

@@ -153,7 +153,7 @@ fn assert_placed(setup: &Setup, dirs: &[(String, PathBuf)], keys: &[Vec<u8>]) {
             for sv in 0..setup.subvolumes {
                 let target = if setup.subvolumes == 1 { addr.clone() } else { format!("{addr}/sv{sv:02X}") };
                 let folder = if setup.subvolumes == 1 { dir.clone() } else { dir.join(format!("sv{sv:02X}")) };
-                if folder.join(&key2path(key)[1..]).is_file() {
+                if folder.join(&key2path(key, "")[1..]).is_file() {
                     found.insert(target);
                 }
             }
@@ -329,7 +329,7 @@ async fn verify_reports_and_repair_restores() {
     let removed: Vec<(Vec<u8>, String)> = on(&cl.volumes[0].addr()).into_iter().take(7).collect();
     for (k, target) in &removed {
         let sv = target.rsplit('/').next().unwrap();
-        std::fs::remove_file(cl.volumes[0].dir.join(sv).join(&key2path(k)[1..])).unwrap();
+        std::fs::remove_file(cl.volumes[0].dir.join(sv).join(&key2path(k, "")[1..])).unwrap();
     }
     // One replica on volume 1 rots (same size, other bytes); an orphan and a
     // stray file appear (written through nginx, as leftovers would be).
@@ -340,8 +340,8 @@ async fn verify_reports_and_repair_restores() {
         let c = c.clone();
         async move { assert!(c.put(&url).body(body).send().await.unwrap().status().is_success(), "{url}") }
     };
-    put_file(format!("http://{rotten_target}{}", key2path(&rotten)), data(size, 999)).await;
-    let orphan_url = format!("http://{}/sv02{}", cl.volumes[2].addr(), key2path(b"/vr/nobody"));
+    put_file(format!("http://{rotten_target}{}", key2path(&rotten, "")), data(size, 999)).await;
+    let orphan_url = format!("http://{}/sv02{}", cl.volumes[2].addr(), key2path(b"/vr/nobody", ""));
     put_file(orphan_url.clone(), b"left behind".to_vec()).await;
     let stray_url = format!("http://{}/sv01/aa/bb/not-a-key", cl.volumes[2].addr());
     put_file(stray_url.clone(), b"?".to_vec()).await;

@@ -135,7 +135,7 @@ async fn large_value_round_trip() {
     // Every replica holds the whole value.
     let vols = r.headers()["key-volumes"].to_str().unwrap().to_string();
     for v in vols.split(',') {
-        let u = format!("http://{v}{}", mkv::placement::key2path(b"/big/value"));
+        let u = format!("http://{v}{}", mkv::placement::key2path(b"/big/value", ""));
         assert_eq!(follow_client().get(&u).send().await.unwrap().bytes().await.unwrap().len(), value.len());
     }
 }

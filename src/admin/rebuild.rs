@@ -80,7 +80,14 @@ fn merge(index: &Index, config: &Config, progress: &Progress, found: Vec<Found>)
             return Some((rec, Some(found_meta())));
         };
         let current = (written_at(&rec.gen, meta.as_ref().map_or(0, |m| m.mtime)), rec.gen.as_str());
-        match (written_at(&f.gen, f.info.mtime), f.gen.as_str()).cmp(&current) {
+        // Files at the original's path are one value (their replicas'
+        // mtimes differ by the time the writes took).
+        let order = if f.gen.is_empty() && rec.gen.is_empty() {
+            std::cmp::Ordering::Equal
+        } else {
+            (written_at(&f.gen, f.info.mtime), f.gen.as_str()).cmp(&current)
+        };
+        match order {
             // An older value's file: the newest value of a key is its value.
             std::cmp::Ordering::Less => {
                 progress.act(Item::replica("older value left", key, &f.target, format!("{} (an orphan)", f.info.url)));

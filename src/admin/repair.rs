@@ -1,4 +1,5 @@
-//! `mkv repair`: for every live key with a problem `verify` would report,
+//! `mkv repair`: makes live again a key hidden by a cut write or delete
+//! whose replicas are all whole; for every live key with a problem `verify` would report,
 //! delete its bad replicas (wrong size or MD5) once a good one is known, then
 //! move it like `rebalance` (which re-creates missing replicas from a good
 //! one and fixes the record); with `--checksums` also record the MD5 of keys
@@ -10,10 +11,10 @@ use std::sync::Arc;
 use futures::stream::TryStreamExt;
 
 use super::rebalance::Mover;
-use super::verify::{check_key, for_each_orphan, Probe};
+use super::verify::{check_key, for_each_orphan, hidden_whole, Probe};
 use super::{open_index, records, volume_client, AdminError, Ctx, Item, Progress, Report};
 use crate::config::{Config, RepairArgs};
-use crate::index::Record;
+use crate::index::{Deleted, Record};
 use crate::volume::replica_url;
 
 pub async fn run(config: Config, args: RepairArgs) -> Result<Report, AdminError> {
@@ -28,6 +29,8 @@ pub async fn run(config: Config, args: RepairArgs) -> Result<Report, AdminError>
         .try_for_each_concurrent(concurrency, |(key, rec)| async move {
             if rec.is_live() {
                 repair_key(c, mover, &key, &rec, args.checksums).await?;
+            } else {
+                relive_hidden(c, &key, &rec, args.checksums).await?;
             }
             c.progress.seen(1);
             Ok(())
@@ -51,6 +54,27 @@ pub async fn run(config: Config, args: RepairArgs) -> Result<Report, AdminError>
         .await?;
     }
     Ok(ctx.progress.finish())
+}
+
+/// A record that is not live, not UNLINKed, with every replica whole: its
+/// write finished on the volumes but was cut before the record went live
+/// (or a delete was cut before it removed anything). Made live again, if
+/// the record did not change meanwhile.
+async fn relive_hidden(ctx: &Ctx, key: &[u8], rec: &Record, checksums: bool) -> Result<(), AdminError> {
+    let meta = ctx.index.get_meta(key)?;
+    match hidden_whole(ctx, key, rec, meta.as_ref(), checksums).await {
+        None => {}
+        Some(false) => ctx.progress.fail(Item::key("interrupted", key, "not live and not unlinked, replicas missing: DELETE the key")),
+        Some(true) => {
+            let live = Record { deleted: Deleted::No, ..rec.clone() };
+            let (index, k, was) = (ctx.index.clone(), key.to_vec(), rec.clone());
+            if tokio::task::spawn_blocking(move || index.put_if(&k, &was, &live, None)).await?? {
+                ctx.progress.act(Item::key("made live", key, "every replica was whole"));
+                ctx.progress.changed(1);
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn repair_key(ctx: &Ctx, mover: &Mover, key: &[u8], rec: &Record, checksums: bool) -> Result<(), AdminError> {

@@ -1,7 +1,9 @@
 //! `mkv verify` (read-only): every live key's replicas are on the volumes
 //! placement chooses, present, of the recorded size, and with `--checksums`
-//! of the recorded MD5; with `--orphans`, every file on the volumes belongs
-//! to a record that lists its volume.
+//! of the recorded MD5; every key that is not live was UNLINKed (else a
+//! write or delete was cut); with `--orphans`, every file on the volumes
+//! belongs to a record that lists its volume and generation, or waits for
+//! the collector.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -96,6 +98,26 @@ pub async fn check_key(ctx: &Ctx, key: &[u8], rec: &Record, meta: Option<&Object
     Checked { probes, problems, bad }
 }
 
+/// Whether a record that is not live is a finished value hidden by a cut
+/// write or delete (every replica whole: `Some(true)`), a cut native write
+/// or delete with replicas missing (`Some(false)`), or an UNLINKed key,
+/// hidden on purpose (`None`).
+pub async fn hidden_whole(ctx: &Ctx, key: &[u8], rec: &Record, meta: Option<&ObjectMeta>, checksums: bool) -> Option<bool> {
+    if meta.is_some_and(|m| m.unlinked.is_some()) {
+        return None;
+    }
+    let checked = check_key(ctx, key, rec, meta, checksums).await;
+    Some(!rec.volumes.is_empty() && checked.probes.iter().all(|(v, p)| matches!(p, Probe::Present { .. }) && !checked.bad.contains(v)))
+}
+
+/// The finding for a record that is not live, if any (see `hidden_whole`).
+async fn check_hidden(ctx: &Ctx, key: &[u8], rec: &Record, meta: Option<&ObjectMeta>, checksums: bool) -> Option<Item> {
+    Some(match hidden_whole(ctx, key, rec, meta, checksums).await? {
+        true => Item::key("hidden", key, "not live and not unlinked, every replica whole: a write or delete was cut before it finished; `repair` makes it live"),
+        false => Item::key("interrupted", key, "not live and not unlinked, replicas missing: a native write or delete was cut before it finished; DELETE the key"),
+    })
+}
+
 pub async fn run(config: Config, args: VerifyArgs) -> Result<Report, AdminError> {
     let index = open_index(&config)?;
     let progress = Progress::start("verify", "keys", Some(index.len()?));
@@ -104,11 +126,13 @@ pub async fn run(config: Config, args: VerifyArgs) -> Result<Report, AdminError>
     records(ctx.index.clone(), args.prefix.clone().into_bytes())
         .map_err(AdminError::from)
         .try_for_each_concurrent(args.common.concurrency as usize, |(key, rec)| async move {
+            let meta = c.index.get_meta(&key)?;
             if rec.is_live() {
-                let meta = c.index.get_meta(&key)?;
                 for problem in check_key(c, &key, &rec, meta.as_ref(), args.checksums).await.problems {
                     c.progress.fail(problem);
                 }
+            } else if let Some(problem) = check_hidden(c, &key, &rec, meta.as_ref(), args.checksums).await {
+                c.progress.fail(problem);
             }
             c.progress.seen(1);
             Ok(())

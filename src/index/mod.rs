@@ -39,6 +39,10 @@ pub struct ObjectMeta {
     /// (GET/HEAD with `partNumber` answer one part's range).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<u64>,
+    /// Seconds since the epoch when the key was UNLINKed: a record that is
+    /// not live without this is a write or delete cut before it finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unlinked: Option<u64>,
 }
 
 /// An S3 bucket.

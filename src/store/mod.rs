@@ -396,10 +396,11 @@ impl Store {
             return Err(Error::Protected);
         }
         let soft = Record { deleted: Deleted::Soft, ..rec.clone() };
-        self.commit_put(key, soft, None).await?;
         if unlink {
-            return Ok(());
+            let meta = ObjectMeta { unlinked: Some(now_secs()), ..self.index.get_meta(key)?.unwrap_or_default() };
+            return self.commit_put(key, soft, Some(meta)).await;
         }
+        self.commit_put(key, soft, None).await?;
         let deletes = rec.volumes.iter().map(|v| replica_url(v, key, &rec.gen)).map(|url| async move { self.volumes.delete(&url).await });
         for res in futures::future::join_all(deletes).await {
             // The record stays soft-deleted: a retry can finish the job.
