@@ -163,26 +163,6 @@ impl VolumeClient {
         }
     }
 
-    /// Rename a file on one volume (WebDAV MOVE: an atomic rename on disk,
-    /// replacing the destination).
-    pub async fn move_file(&self, from: &str, to: &str) -> Result<()> {
-        let method = reqwest::Method::from_bytes(b"MOVE").expect("MOVE is a valid method");
-        let dest = to.find("://").and_then(|i| to[i + 3..].find('/').map(|j| &to[i + 3 + j..])).unwrap_or(to);
-        let resp = self
-            .http
-            .request(method, from)
-            .header("Destination", dest)
-            .header("Overwrite", "T")
-            .timeout(self.io_timeout)
-            .send()
-            .await
-            .map_err(|e| Error::volume(from, e))?;
-        match resp.status() {
-            StatusCode::CREATED | StatusCode::NO_CONTENT => Ok(()),
-            s => Err(Error::volume(from, format!("MOVE answered {s}"))),
-        }
-    }
-
     /// Stream a GET of `from` into a PUT at `to`, through this process with
     /// bounded memory (replica copies for rebalance and repair). Either side
     /// silent for longer than the I/O timeout fails the copy, and a failed
