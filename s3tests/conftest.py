@@ -59,8 +59,12 @@ def stop(proc):
 
 
 class Cluster:
-    def __init__(self, base, n_volumes=3):
+    def __init__(self, base, n_volumes=3, extra_args=(), extra_env=None):
         self.base = pathlib.Path(base)
+        # More server flags and environment (e.g. MKV_DELETE_GRACE), kept
+        # for every (re)start.
+        self.extra_args = list(extra_args)
+        self.extra_env = dict(extra_env or {})
         self.volumes = []  # (port, dir, proc)
         for i in range(n_volumes):
             d = self.base / f"vol{i}"
@@ -75,18 +79,20 @@ class Cluster:
         self.db = self.base / "db"
         self.port = free_port()
         self.s3_port = free_port()
-        self.server = None
+        self.server = self.log = None
         self.start_server()
 
     def start_server(self):
         binary = os.environ.get("MKV_BIN", str(ROOT / "target" / "debug" / "mkv"))
         vols = ",".join(f"localhost:{p}" for p, _, _ in self.volumes)
+        if self.log:
+            self.log.close()
         self.log = open(self.base / "server.log", "ab")
         self.server = subprocess.Popen(
             [binary, "server", "--volumes", vols, "--db", str(self.db), "--port", str(self.port),
              "--bind", "127.0.0.1", "--replicas", "2", "--subvolumes", "4", "--db-map-gib", "4",
-             "--io-timeout", "10s", "--s3-port", str(self.s3_port)],
-            env={**os.environ, "MKV_S3_KEYS": f"{ACCESS}:{SECRET}", "MKV_S3_DOMAIN": S3_DOMAIN},
+             "--io-timeout", "10s", "--s3-port", str(self.s3_port), *self.extra_args],
+            env={**os.environ, "MKV_S3_KEYS": f"{ACCESS}:{SECRET}", "MKV_S3_DOMAIN": S3_DOMAIN, **self.extra_env},
             stdout=self.log, stderr=self.log, start_new_session=True,
         )
         wait_port(self.port, self.server)
@@ -103,16 +109,18 @@ class Cluster:
         stop(self.server)
         for _, _, p in self.volumes:
             stop(p)
+        if self.log:
+            self.log.close()
 
 
 @contextlib.contextmanager
-def temp_cluster():
+def temp_cluster(**kwargs):
     """A cluster in a fresh folder, removed afterwards. Not pytest's tmp_path:
     its folders are private to root, and nginx's workers (nobody, when run as
-    root) must reach the volume folders."""
+    root) must reach the volume folders. kwargs go to Cluster."""
     base = tempfile.mkdtemp(prefix="mkv-s3tests-")
     os.chmod(base, 0o755)
-    c = Cluster(base)
+    c = Cluster(base, **kwargs)
     try:
         yield c
     finally:
