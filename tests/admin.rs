@@ -558,3 +558,104 @@ async fn rebalance_and_verify_while_the_server_writes() {
     let unlinked: Value = serde_json::from_slice(&c.get(cl.url("/?unlinked")).send().await.unwrap().bytes().await.unwrap()).unwrap();
     assert_eq!(unlinked["keys"], serde_json::json!([]));
 }
+
+/// Write a value as S3 does: to files of a new generation, then switched in.
+async fn s3_write(store: &mkv::store::Store, key: &[u8], value: Vec<u8>) -> mkv::index::Record {
+    let body = futures::stream::iter(vec![Ok::<_, std::io::Error>(bytes::Bytes::from(value.clone()))]);
+    let staged = store.stage(key, Some(value.len() as u64), body).await.unwrap();
+    let _guard = store.locks.lock(key).await;
+    store.commit_staged(staged, mkv::index::ObjectMeta::default()).await.unwrap();
+    store.record(key).unwrap().unwrap()
+}
+
+/// Status of a GET of a record's file on its first volume.
+async fn file_status(key: &[u8], rec: &mkv::index::Record) -> StatusCode {
+    let url = mkv::volume::replica_url(&rec.volumes[0], key, &rec.gen);
+    client().get(&url).send().await.unwrap().status()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn generations_collector_rebuild_verify_repair() {
+    let cl = Cluster::start_with(3, 2, 4, |c| {
+        (c.voltimeout, c.io_timeout) = (Duration::from_secs(2), Duration::from_secs(5));
+        c.delete_grace = Duration::ZERO;
+    });
+    let setup = setup_of(&cl, &cl.volumes.iter().collect::<Vec<_>>(), 2, 4);
+    let store = &cl.server().store;
+    let s = |b: &[u8]| String::from_utf8(b.to_vec()).unwrap();
+
+    // Three S3 writes of one key; an S3 write then delete; a native PUT
+    // replaced by an S3 write.
+    let over: Vec<_> = futures::future::join_all((0..3).map(|i| s3_write(store, b"/g/over", vec![b'a' + i as u8; 100]))).await;
+    let current = store.record(b"/g/over").unwrap().unwrap();
+    assert!(over.contains(&current) && !current.gen.is_empty() && current.hash.len() == 32);
+    let gone = s3_write(store, b"/g/gone", b"bye".to_vec()).await;
+    store.remove(b"/g/gone").await.unwrap();
+    put_all(cl.server(), &[(b"/g/native".to_vec(), value_for(7))], 1).await;
+    let native = store.record(b"/g/native").unwrap().unwrap();
+    assert!(native.gen.is_empty());
+    s3_write(store, b"/g/native", value_for(8)).await;
+    assert_eq!(store.index.tracked_counts().unwrap(), (4, 0));
+    // Files waiting for the collector are not orphans.
+    let run = admin_async(&setup, "verify", &["--checksums", "--orphans", "--min-orphan-age", "0s"]).await;
+    assert!(run.ok, "{run:?}");
+
+    // The collector deletes them all, and only them (two deletions of one
+    // key in one round: the second waits a second for the key's lock).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.index.tracked_counts().unwrap() != (0, 0) {
+        assert!(Instant::now() < deadline, "{:?} left", store.index.tracked_counts());
+        store.collect_due().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for rec in over.iter().filter(|r| **r != current) {
+        assert_eq!(file_status(b"/g/over", rec).await, 404);
+    }
+    assert_eq!(file_status(b"/g/over", &current).await, 200);
+    assert_eq!(file_status(b"/g/gone", &gone).await, 404);
+    assert_eq!(file_status(b"/g/native", &native).await, 404);
+    let native_now = store.record(b"/g/native").unwrap().unwrap();
+    assert_eq!(file_status(b"/g/native", &native_now).await, 200);
+
+    // An older value's file (as a crash within the grace period leaves).
+    let old_gen = "00000000000000010000000000000000";
+    let old_url = mkv::volume::replica_url(&current.volumes[1], b"/g/over", old_gen);
+    assert!(client().put(&old_url).body("older").send().await.unwrap().status().is_success());
+    // A key hidden by a cut native write (whole replicas, record not live),
+    // and one UNLINKed on purpose.
+    put_all(cl.server(), &[(b"/g/hidden".to_vec(), value_for(9)), (b"/g/unlinked".to_vec(), value_for(10))], 2).await;
+    let hidden = store.record(b"/g/hidden").unwrap().unwrap();
+    store.index.put(b"/g/hidden", &mkv::index::Record { deleted: mkv::index::Deleted::Soft, ..hidden.clone() }, None).unwrap();
+    assert_eq!(client().request(reqwest::Method::from_bytes(b"UNLINK").unwrap(), cl.url("/g/unlinked")).send().await.unwrap().status(), 204);
+
+    let run = admin_async(&setup, "verify", &["--orphans", "--min-orphan-age", "0s"]).await;
+    assert!(!run.ok);
+    let want: BTreeSet<(String, String, String)> =
+        [("hidden".into(), "/g/hidden".into(), String::new()), ("orphan".into(), "/g/over".into(), old_url.clone())].into();
+    assert_eq!(run.failures(), want);
+
+    // A rebuild takes each key's newest value and reports the older one.
+    let fresh = Setup { db: cl.tmp.path().join("db2"), ..setup.clone() };
+    let run = admin_async(&fresh, "rebuild", &[]).await;
+    assert!(run.ok, "{run:?}");
+    let actions = run.report["actions"].as_array().unwrap();
+    assert!(actions.iter().any(|a| a["kind"] == "older value left" && a["key"] == "/g/over"), "{actions:?}");
+    let rebuilt = Index::open(&fresh.db, 1 << 30).unwrap();
+    for key in [&b"/g/over"[..], b"/g/native", b"/g/hidden", b"/g/unlinked"] {
+        let (want, got) = (store.record(key).unwrap().unwrap(), rebuilt.get(key).unwrap().unwrap());
+        assert_eq!((&got.gen, &got.volumes), (&want.gen, &want.volumes), "{}", s(key));
+    }
+    assert_eq!(rebuilt.get(b"/g/gone").unwrap(), None);
+    drop(rebuilt);
+
+    // repair makes the hidden key live and deletes the older file.
+    let run = admin_async(&setup, "repair", &["--delete-orphans", "--min-orphan-age", "0s"]).await;
+    assert!(run.ok, "{run:?}");
+    let actions = run.report["actions"].as_array().unwrap();
+    assert!(actions.iter().any(|a| a["kind"] == "made live" && a["key"] == "/g/hidden"), "{actions:?}");
+    assert!(actions.iter().any(|a| a["kind"] == "deleted orphan" && a["volume"] == old_url.as_str()), "{actions:?}");
+    let run = admin_async(&setup, "verify", &["--checksums", "--orphans", "--min-orphan-age", "0s"]).await;
+    assert!(run.ok, "{run:?}");
+    assert_eq!(store.record(b"/g/hidden").unwrap().unwrap(), hidden);
+    assert!(!store.record(b"/g/unlinked").unwrap().unwrap().is_live());
+}

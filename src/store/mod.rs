@@ -355,10 +355,20 @@ impl Store {
 
     /// A live key and the first of its replicas (random order) that answers a
     /// HEAD within the volume timeout.
+    /// If none does and the record changed meanwhile (the value was
+    /// replaced and its files collected), it starts over with the new one.
     pub async fn locate(&self, key: &[u8]) -> Result<Located> {
-        let record = self.record(key)?.filter(Record::is_live).ok_or(Error::NotFound)?;
-        let url = self.first_live_replica(key, &record).await.ok_or(Error::NoReplica)?;
-        Ok(Located { record, url })
+        let mut record = self.record(key)?.filter(Record::is_live).ok_or(Error::NotFound)?;
+        for _ in 0..3 {
+            if let Some(url) = self.first_live_replica(key, &record).await {
+                return Ok(Located { record, url });
+            }
+            match self.record(key)?.filter(Record::is_live) {
+                Some(now) if now != record => record = now,
+                _ => break,
+            }
+        }
+        Err(Error::NoReplica)
     }
 
     /// Replica URLs of a record in random order (spreads reads).
