@@ -600,8 +600,7 @@ async fn generations_collector_rebuild_verify_repair() {
     let run = admin_async(&setup, "verify", &["--checksums", "--orphans", "--min-orphan-age", "0s"]).await;
     assert!(run.ok, "{run:?}");
 
-    // The collector deletes them all, and only them (two deletions of one
-    // key in one round: the second waits a second for the key's lock).
+    // The collector deletes them all, and only them.
     let deadline = Instant::now() + Duration::from_secs(10);
     while store.index.tracked_counts().unwrap() != (0, 0) {
         assert!(Instant::now() < deadline, "{:?} left", store.index.tracked_counts());

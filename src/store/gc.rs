@@ -57,10 +57,20 @@ impl Store {
     }
 
     /// Delete a file set, except the files the key's record names now (the
-    /// original's path is shared by every native write of a key). Under the
-    /// key's lock, so no write of the key is between its record and files.
+    /// original's path is shared by every native write of a key, and a
+    /// rebalance may bring a generation back to a volume). Files at the
+    /// original's path are deleted under the key's lock, so no native write
+    /// of the key is between its record and its files; a generation's files
+    /// are never written again, so they need no lock (a hung volume then
+    /// holds up no writer of the key).
     async fn delete_files(&self, files: &Files, now: u64) -> Outcome {
-        let Some(_guard) = self.locks.try_lock(&files.key) else { return Outcome::Later(now + 1) };
+        let _guard = match files.gen.is_empty() {
+            true => match self.locks.try_lock(&files.key) {
+                Some(guard) => Some(guard),
+                None => return Outcome::Later(now + 1),
+            },
+            false => None,
+        };
         let current = match self.record(&files.key) {
             Ok(r) => r,
             Err(e) => {
