@@ -172,21 +172,38 @@ def key_files(cluster, mkv_key):
 
 # --- crashes ---------------------------------------------------------------
 
+def crash_cycles(cluster, current, cycles, prepare, after=None):
+    """`cycles` times: `prepare(cycle, current)` gives the ops (name ->
+    callable) and each object's new (bytes, ETag); the server is killed -9
+    while they run, restarted, and every object of `current` must be whole,
+    old or new (`after(cycle)` then checks more). Returns the objects now
+    stored; fails if no kill ever caught an op in flight."""
+    interrupted = 0
+    for cycle in range(cycles):
+        ops, new = prepare(cycle, current)
+        acked = kill_during(cluster, ops)
+        interrupted += len(ops) - len(acked)
+        cluster.start_server()
+        current = verify_after_crash(cluster, BUCKET, current, new, acked)
+        if after:
+            after(cycle)
+    assert interrupted, "the kill never caught an operation in flight"
+    return current
+
+
 def test_kill9_during_concurrent_overwrites():
     with temp_cluster(extra_env={"MKV_DELETE_GRACE": "1s"}) as fresh:
         s3 = client(fresh)
         s3.create_bucket(Bucket=BUCKET)
-        current = put_values(s3, BUCKET, {f"obj{i:02d}": random_value() for i in range(40)})
-        interrupted = 0
-        for _ in range(3):
+
+        def overwrites(_, current):
             new = {k: random_value() for k in current}
             w = client(fresh, max_pool_connections=len(new))
-            acked = kill_during(fresh, {k: functools.partial(w.put_object, Bucket=BUCKET, Key=k, Body=v)
-                                        for k, v in new.items()})
-            interrupted += len(new) - len(acked)
-            fresh.start_server()
-            current = verify_after_crash(fresh, BUCKET, current, {k: (v, md5hex(v)) for k, v in new.items()}, acked)
-        assert interrupted, "the kill never caught a write in flight"
+            ops = {k: functools.partial(w.put_object, Bucket=BUCKET, Key=k, Body=v) for k, v in new.items()}
+            return ops, {k: (v, md5hex(v)) for k, v in new.items()}
+
+        current = put_values(s3, BUCKET, {f"obj{i:02d}": random_value() for i in range(40)})
+        current = crash_cycles(fresh, current, 3, overwrites)
         # Nothing leaks: the files of cut writes (recovery) and of replaced
         # values (the grace period) go, leaving each key's current replicas.
         deadline = time.time() + 20
@@ -202,9 +219,8 @@ def test_kill9_during_concurrent_overwrites():
 def test_kill9_during_complete_multipart(fresh):
     s3 = client(fresh)
     s3.create_bucket(Bucket=BUCKET)
-    current = put_values(s3, BUCKET, {f"mp{i}": random_value() for i in range(8)})
-    interrupted = 0
-    for _ in range(2):
+
+    def completions(_, current):
         s3 = client(fresh)
         new, completes = {}, {}
         for k in current:
@@ -215,31 +231,29 @@ def test_kill9_during_complete_multipart(fresh):
             new[k] = (b"".join(parts), multipart_etag(parts))
             completes[k] = dict(Bucket=BUCKET, Key=k, UploadId=up, MultipartUpload={"Parts": done})
         w = client(fresh, max_pool_connections=len(completes))
-        acked = kill_during(fresh, {k: functools.partial(w.complete_multipart_upload, **a) for k, a in completes.items()})
-        interrupted += len(new) - len(acked)
-        fresh.start_server()
-        current = verify_after_crash(fresh, BUCKET, current, new, acked)
-    assert interrupted, "the kill never caught a completion in flight"
+        return {k: functools.partial(w.complete_multipart_upload, **a) for k, a in completes.items()}, new
+
+    crash_cycles(fresh, put_values(s3, BUCKET, {f"mp{i}": random_value() for i in range(8)}), 2, completions)
 
 
 def test_kill9_during_copy_object(fresh):
     s3 = client(fresh)
     s3.create_bucket(Bucket=BUCKET)
-    current = put_values(s3, BUCKET, {f"obj{i:02d}": random_value() for i in range(40)})
-    interrupted = 0
-    for cycle in range(2):
-        sources = put_values(s3, BUCKET, {f"src{cycle}/{k}": random_value() for k in current})
-        new = {k: sources[f"src{cycle}/{k}"] for k in current}
-        w = client(fresh, max_pool_connections=len(new))
-        acked = kill_during(fresh, {k: functools.partial(w.copy_object, Bucket=BUCKET, Key=k,
-                                                         CopySource={"Bucket": BUCKET, "Key": f"src{cycle}/{k}"})
-                                    for k in new})
-        interrupted += len(new) - len(acked)
-        fresh.start_server()
-        current = verify_after_crash(fresh, BUCKET, current, new, acked)
+    sources = {}
+
+    def copies(cycle, current):
+        sources[cycle] = put_values(s3, BUCKET, {f"src{cycle}/{k}": random_value() for k in current})
+        w = client(fresh, max_pool_connections=len(current))
+        ops = {k: functools.partial(w.copy_object, Bucket=BUCKET, Key=k, CopySource={"Bucket": BUCKET, "Key": f"src{cycle}/{k}"})
+               for k in current}
+        return ops, {k: sources[cycle][f"src{cycle}/{k}"] for k in current}
+
+    def sources_whole(cycle):
         # The sources were only read: still whole.
-        verify_after_crash(fresh, BUCKET, sources, sources, set())
-    assert interrupted, "the kill never caught a copy in flight"
+        verify_after_crash(fresh, BUCKET, sources[cycle], sources[cycle], set())
+
+    current = put_values(s3, BUCKET, {f"obj{i:02d}": random_value() for i in range(40)})
+    crash_cycles(fresh, current, 2, copies, sources_whole)
 
 
 def test_restart_recovery_log_line(fresh):

@@ -72,9 +72,9 @@ fn upload_lock(id: &str) -> Vec<u8> {
     format!("\0mpu {id}").into_bytes()
 }
 
+/// Upload ids have the shape of generations: creation time (µs), then random.
 fn new_upload_id() -> String {
-    let micros = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
-    format!("{micros:016x}{}", hex::encode(rand::random::<[u8; 8]>()))
+    crate::placement::new_generation()
 }
 
 fn no_such_upload(id: &str) -> S3Error {
