@@ -159,6 +159,24 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 1s, 500ms, 2m)"))
 }
 
+/// What unsigned native requests may do (`--native`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NativeMode {
+    /// Everything the original serves.
+    Rw,
+    /// GET, HEAD and listings only.
+    Ro,
+    /// No native API: unsigned requests are anonymous S3 requests.
+    Off,
+}
+
+/// A network (`10.0.0.0/8`) or one address (`127.0.0.1`, `::1`).
+fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{s:?} is not an address or a network (examples: 127.0.0.1, 10.0.0.0/8, ::1)"))
+}
+
 fn parse_s3_key(s: &str) -> Result<(String, String), String> {
     match s.split_once(':') {
         Some((a, k)) if !a.is_empty() && !k.is_empty() => Ok((a.to_string(), k.to_string())),
@@ -208,6 +226,16 @@ pub struct Config {
     /// MKV_S3_KEYS. Without any, the S3 gateway is off.
     #[arg(long = "s3-key", global = true, env = "MKV_S3_KEYS", value_delimiter = ',', value_parser = parse_s3_key)]
     pub s3_keys: Vec<(String, String)>,
+    /// What unsigned native requests may do: rw, ro (GET, HEAD, listings)
+    /// or off. Default rw (from the peers `--native-allow` admits).
+    #[arg(long, global = true, env = "MKV_NATIVE", value_enum)]
+    pub native: Option<NativeMode>,
+    /// Peers whose unsigned requests are native calls (addresses or CIDR
+    /// networks, comma separated); anyone else's are anonymous S3 requests.
+    /// Default: everywhere without S3 keys (as the original), loopback only
+    /// with them.
+    #[arg(long = "native-allow", global = true, env = "MKV_NATIVE_ALLOW", value_delimiter = ',', value_parser = parse_net)]
+    pub native_allow: Vec<ipnet::IpNet>,
     /// Also serve S3 alone on this port (unsigned requests there are
     /// anonymous S3 requests, denied).
     #[arg(long, global = true, env = "MKV_S3_PORT")]

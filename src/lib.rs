@@ -1,5 +1,6 @@
 //! mkv: a minikeyvalue-compatible distributed blob store with an S3 gateway.
 
+pub mod access;
 pub mod admin;
 pub mod bench;
 pub mod config;

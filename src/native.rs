@@ -29,6 +29,11 @@ fn error_response(e: &Error) -> HttpResponse {
     empty(status)
 }
 
+/// A write from a native peer while the native API is read-only (`--native ro`).
+pub fn read_only() -> HttpResponse {
+    empty(StatusCode::FORBIDDEN)
+}
+
 pub async fn handle(req: HttpRequest, body: web::Payload, app: web::Data<AppState>) -> HttpResponse {
     let mut resp = route(req, body, app).await;
     // Header names as Go writes them (Content-Md5, Key-Volumes).

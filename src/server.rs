@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 
+use crate::access::{Native, NativeAccess};
 use crate::config::Config;
 use crate::index::Index;
 use crate::native;
@@ -14,6 +15,8 @@ pub struct AppState {
     pub store: Store,
     /// The port that serves S3 alone (`--s3-port`), if any.
     pub s3_only_port: Option<u16>,
+    /// Who may make unsigned native calls.
+    pub native: NativeAccess,
 }
 
 pub fn open_store(config: &Config) -> Result<Store, String> {
@@ -31,7 +34,12 @@ async fn dispatch(req: HttpRequest, body: web::Payload, app: web::Data<AppState>
     if s3_only || s3::is_s3_request(&req) {
         return s3::handle(req, body, app).await;
     }
-    native::handle(req, body, app).await
+    match app.native.decide(req.peer_addr().map(|a| a.ip()), req.method().as_str()) {
+        Native::Serve => native::handle(req, body, app).await,
+        Native::ReadOnly => native::read_only(),
+        // An anonymous S3 request.
+        Native::NotNative => s3::handle(req, body, app).await,
+    }
 }
 
 /// The server on already bound listeners (tests bind port 0): the main one
@@ -39,7 +47,8 @@ async fn dispatch(req: HttpRequest, body: web::Payload, app: web::Data<AppState>
 /// interrupted, or stop it through its handle.
 pub fn serve(store: Store, listener: std::net::TcpListener, s3_listener: Option<std::net::TcpListener>) -> std::io::Result<actix_web::dev::Server> {
     let s3_only_port = s3_listener.as_ref().map(|l| l.local_addr().map(|a| a.port())).transpose()?;
-    let state = web::Data::new(AppState { store, s3_only_port });
+    let native = NativeAccess::from_config(&store.config);
+    let state = web::Data::new(AppState { store, s3_only_port, native });
     let mut server = HttpServer::new(move || App::new().app_data(state.clone()).default_service(web::to(dispatch))).listen(listener)?;
     if let Some(l) = s3_listener {
         server = server.listen(l)?;
@@ -62,17 +71,23 @@ pub async fn run(config: Config) -> Result<(), String> {
     eprintln!("mkv: {}", crate::store::gc::recovery_line(&recovered));
     actix_web::rt::spawn(crate::store::gc::collect_forever(store.clone()));
     actix_web::rt::spawn(s3::multipart::sweep_forever(store.clone(), config.multipart_expiry));
-    eprintln!(
-        "mkv: listening on {}:{}, {} volumes, {} replicas; S3 gateway {}",
+    eprintln!("mkv: {}", startup_line(&config));
+    serve(store, listener, s3_listener).map_err(|e| e.to_string())?.await.map_err(|e| e.to_string())
+}
+
+/// Where the server listens and who may do what.
+fn startup_line(config: &Config) -> String {
+    let s3 = match (config.s3_keys.len(), config.s3_port) {
+        (0, _) => "off (no --s3-key / MKV_S3_KEYS)".to_string(),
+        (n, None) => format!("{n} key(s), same port; anonymous: denied"),
+        (n, Some(p)) => format!("{n} key(s), same port and S3-only port {p}; anonymous: denied"),
+    };
+    format!(
+        "listening on {}:{}, {} volumes, {} replicas; native API: {}; S3: {s3}",
         config.bind,
         config.port,
         config.volumes.len(),
         config.replicas,
-        match (config.s3_keys.len(), config.s3_port) {
-            (0, _) => "off (no --s3-key / MKV_S3_KEYS)".to_string(),
-            (n, None) => format!("on, same port, {n} key(s)"),
-            (n, Some(p)) => format!("on, same port and S3-only port {p}, {n} key(s)"),
-        }
-    );
-    serve(store, listener, s3_listener).map_err(|e| e.to_string())?.await.map_err(|e| e.to_string())
+        NativeAccess::from_config(config).describe()
+    )
 }

@@ -286,3 +286,42 @@ async fn stopped_volume() {
     assert_eq!(put(&c, &cl.url(&victim), b"x".to_vec()).await, 201);
     let _ = Arc::new(());
 }
+
+/// A client whose connections come from `local` (any 127.0.0.0/8 address
+/// reaches the server on 127.0.0.1).
+fn client_from(local: &str) -> reqwest::Client {
+    let ip: std::net::IpAddr = local.parse().unwrap();
+    reqwest::Client::builder().local_address(ip).redirect(reqwest::redirect::Policy::none()).no_proxy().build().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn native_exposure_by_peer_and_mode() {
+    let cl = Cluster::start_with(2, 2, 1, |c| {
+        c.s3_keys = vec![("ak".into(), "sk".into())];
+        c.native_allow = vec!["127.0.0.1/32".parse().unwrap()];
+    });
+    let (inside, outside) = (client_from("127.0.0.1"), client_from("127.0.0.2"));
+    assert_eq!(put(&inside, &cl.url("/b/k"), b"v".to_vec()).await, 201);
+    // Any other peer's unsigned request is an anonymous S3 request: denied,
+    // whatever the method, with S3's XML error.
+    for method in ["PUT", "GET", "DELETE", "UNLINK"] {
+        let resp = outside.request(Method::from_bytes(method.as_bytes()).unwrap(), cl.url("/b/k")).body("x").send().await.unwrap();
+        assert_eq!(resp.status(), 403, "{method}");
+        assert!(resp.text().await.unwrap().contains("<Code>AccessDenied</Code>"), "{method}");
+    }
+    assert_eq!(inside.get(cl.url("/b/k")).send().await.unwrap().status(), 302);
+    assert_eq!(list(&inside, &cl.url("/b/?list")).await["keys"], serde_json::json!(["/b/k"]));
+
+    // Read-only: reads and listings served, writes refused.
+    let ro = Cluster::start_with(2, 2, 1, |c| c.native = Some(mkv::config::NativeMode::Ro));
+    let c = client();
+    assert_eq!(put(&c, &ro.url("/k"), b"v".to_vec()).await, 403);
+    for method in ["DELETE", "UNLINK", "REBALANCE"] {
+        assert_eq!(c.request(Method::from_bytes(method.as_bytes()).unwrap(), ro.url("/k")).send().await.unwrap().status(), 403, "{method}");
+    }
+    assert_eq!(c.get(ro.url("/k")).send().await.unwrap().status(), 404);
+    assert_eq!(list(&c, &ro.url("/?list")).await["keys"], serde_json::json!([]));
+    // Without keys and flags: the original's open API, from any peer.
+    let open = Cluster::start(2, 2, 1);
+    assert_eq!(put(&client_from("127.0.0.2"), &open.url("/k"), b"v".to_vec()).await, 201);
+}

@@ -108,7 +108,10 @@ pub enum Scan {
 
 impl Index {
     pub fn open(path: &Path, map_size: usize) -> Result<Index, IndexError> {
-        std::fs::create_dir_all(path).map_err(|e| IndexError::Create(path.display().to_string(), e))?;
+        // The index holds S3 metadata (and, later, keys): private to its owner.
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(path)
+            .map_err(|e| IndexError::Create(path.display().to_string(), e))?;
         // SAFETY: the environment is opened once per process; LMDB's own lock
         // file makes concurrent use by other processes (admin commands) safe.
         let env = unsafe { EnvOpenOptions::new().map_size(map_size).max_dbs(16).open(path)? };
@@ -419,6 +422,18 @@ mod tests {
         })
         .unwrap();
         assert_eq!(seen, ["/a/3", "/b/1"]);
+    }
+
+    #[test]
+    fn index_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new/db");
+        Index::open(&path, 1 << 26).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o700);
+        assert_eq!(mode(&path.join("data.mdb")), 0o600);
+        assert_eq!(mode(&path.join("lock.mdb")), 0o600);
     }
 
     #[test]
