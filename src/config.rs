@@ -33,6 +33,10 @@ pub enum Command {
     Bench(crate::bench::BenchArgs),
     /// S3 multipart uploads in progress: list them, or abort them.
     Uploads(UploadsArgs),
+    /// S3 access keys kept in the index: create, import, list, delete.
+    Key(KeyArgs),
+    /// S3 buckets: which key may do what (allow, deny), list, info.
+    Bucket(BucketArgs),
 }
 
 impl Command {
@@ -46,6 +50,8 @@ impl Command {
             Command::Repair(a) => a.common.json,
             Command::Bench(_) => true,
             Command::Uploads(a) => a.json,
+            Command::Key(a) => a.json,
+            Command::Bucket(a) => a.json,
         }
     }
 }
@@ -153,6 +159,71 @@ pub enum UploadsAction {
         #[arg(long, value_parser = parse_duration)]
         older_than: Option<Duration>,
     },
+}
+
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct KeyArgs {
+    #[command(subcommand)]
+    pub action: KeyAction,
+    /// Print as JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum KeyAction {
+    /// Make a key: prints its access key id and secret (shown only now).
+    Create { name: String },
+    /// Add a key made elsewhere.
+    Import {
+        id: String,
+        secret: String,
+        #[arg(long)]
+        name: String,
+    },
+    /// Every key: id, name, created (never secrets).
+    List,
+    /// Remove a key and its grants.
+    Delete { id: String },
+}
+
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct BucketArgs {
+    #[command(subcommand)]
+    pub action: BucketAction,
+    /// Print as JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// The permissions `allow` adds and `deny` removes.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct GrantArgs {
+    pub bucket: String,
+    /// Access key id.
+    #[arg(long)]
+    pub key: String,
+    /// GET, HEAD, listings, copy from.
+    #[arg(long)]
+    pub read: bool,
+    /// PUT, DELETE, multipart uploads.
+    #[arg(long)]
+    pub write: bool,
+    /// Bucket configuration (policy) and DeleteBucket.
+    #[arg(long)]
+    pub owner: bool,
+}
+
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum BucketAction {
+    /// Give a key permissions on a bucket.
+    Allow(GrantArgs),
+    /// Take permissions away from a key.
+    Deny(GrantArgs),
+    /// Every bucket: name, owner, created.
+    List,
+    /// A bucket's owner, grants, policy, object count and bytes.
+    Info { bucket: String },
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

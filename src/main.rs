@@ -35,6 +35,8 @@ fn main() -> ExitCode {
         Command::Repair(a) => mkv::admin::run(json, mkv::admin::repair::run(cli.config, a)),
         Command::Bench(a) => return mkv::bench::main(cli.config, a).map_or_else(fail, |()| ExitCode::SUCCESS),
         Command::Uploads(a) => mkv::admin::uploads::run(cli.config, a),
+        Command::Key(a) => mkv::admin::access::keys(cli.config, a),
+        Command::Bucket(a) => mkv::admin::access::buckets(cli.config, a),
     };
     match admin {
         Ok(true) => ExitCode::SUCCESS,

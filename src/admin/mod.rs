@@ -3,6 +3,7 @@
 //! bounded concurrency, and ends with a `Report`. What is safe to run beside
 //! a live server is in `docs/operations.md`.
 
+pub mod access;
 pub mod progress;
 pub mod rebalance;
 pub mod rebuild;

@@ -60,7 +60,7 @@ pub fn run(config: &Config, a: PreloadArgs) -> Result<(), String> {
     let index = Index::open(db, config.db_map_gib << 30).map_err(|e| format!("{}: {e}", db.display()))?;
     let began = Instant::now();
     if let Some(b) = &a.bucket {
-        index.create_bucket(b, &BucketInfo { created: now_secs() }).map_err(|e| e.to_string())?;
+        index.create_bucket(b, &BucketInfo { created: now_secs(), ..Default::default() }).map_err(|e| e.to_string())?;
     }
     let mut keys: Vec<Vec<u8>> = (0..a.keys).map(|i| key_name(&a, i)).collect();
     // Sorted inserts fill LMDB pages in order (fast, and compact as a

@@ -2,10 +2,12 @@
 //! `record`), per-object metadata, and the S3 side tables. All calls are
 //! synchronous; async callers run writes on the blocking pool.
 
+pub mod credentials;
 pub mod files;
 pub mod record;
 pub mod uploads;
 
+use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
 
@@ -13,6 +15,7 @@ use heed::types::Bytes;
 use heed::{Database, Env, EnvOpenOptions};
 use serde::{Deserialize, Serialize};
 
+pub use credentials::KeyInfo;
 pub use files::{Files, GcId, Recovered};
 pub use record::{Deleted, Record};
 
@@ -50,6 +53,29 @@ pub struct ObjectMeta {
 pub struct BucketInfo {
     /// Seconds since the epoch.
     pub created: u64,
+    /// Access key id that created it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// What each access key (made by `mkv key`) may do here.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub grants: BTreeMap<String, Grant>,
+    /// The bucket policy, as put (JSON text, validated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+}
+
+/// One key's permissions on a bucket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// GET, HEAD, listings, copy from.
+    #[serde(default)]
+    pub read: bool,
+    /// PUT, DELETE, multipart.
+    #[serde(default)]
+    pub write: bool,
+    /// Bucket configuration (policy) and DeleteBucket.
+    #[serde(default)]
+    pub owner: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +103,8 @@ pub struct Index {
     /// Writes in progress and files due for deletion (`files` module).
     writes: Database<Bytes, Bytes>,
     gc: Database<Bytes, Bytes>,
+    /// S3 access keys (`credentials` module).
+    s3keys: Database<Bytes, Bytes>,
 }
 
 /// One write of [`Index::apply`].
@@ -124,9 +152,10 @@ impl Index {
         let completed = env.create_database(&mut wtxn, Some("completed"))?;
         let writes = env.create_database(&mut wtxn, Some("writes"))?;
         let gc = env.create_database(&mut wtxn, Some("gc"))?;
+        let s3keys = env.create_database(&mut wtxn, Some("s3keys"))?;
         wtxn.commit()?;
         let max_key = env.max_key_size();
-        Ok(Index { env, max_key, keys, meta, buckets, uploads, parts, completed, writes, gc })
+        Ok(Index { env, max_key, keys, meta, buckets, uploads, parts, completed, writes, gc, s3keys })
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Record>, IndexError> {
@@ -327,6 +356,36 @@ impl Index {
         Ok(true)
     }
 
+    /// Change a bucket in one transaction: `f` gets its info and returns
+    /// whether to store it. `None` if the bucket does not exist.
+    pub fn update_bucket<T>(&self, name: &str, f: impl FnOnce(&mut BucketInfo) -> (bool, T)) -> Result<Option<T>, IndexError> {
+        let mut wtxn = self.env.write_txn()?;
+        let Some(raw) = self.buckets.get(&wtxn, name.as_bytes())? else { return Ok(None) };
+        let mut info: BucketInfo = serde_json::from_slice(raw)?;
+        let (store, out) = f(&mut info);
+        if store {
+            self.buckets.put(&mut wtxn, name.as_bytes(), &serde_json::to_vec(&info)?)?;
+            wtxn.commit()?;
+        }
+        Ok(Some(out))
+    }
+
+    /// Live objects under `/<name>/` and their bytes (one scan: for admins).
+    pub fn bucket_usage(&self, name: &str) -> Result<(u64, u64), IndexError> {
+        let rtxn = self.env.read_txn()?;
+        let (mut count, mut bytes) = (0, 0);
+        for item in self.keys.prefix_iter(&rtxn, format!("/{name}/").as_bytes())? {
+            let (key, rec) = item?;
+            if Record::decode(rec).is_live() {
+                count += 1;
+                if let Some(m) = self.meta.get(&rtxn, key)? {
+                    bytes += serde_json::from_slice::<ObjectMeta>(m)?.size;
+                }
+            }
+        }
+        Ok((count, bytes))
+    }
+
     pub fn buckets(&self) -> Result<Vec<(String, BucketInfo)>, IndexError> {
         let rtxn = self.env.read_txn()?;
         let mut out = Vec::new();
@@ -440,9 +499,16 @@ mod tests {
     fn buckets() {
         let dir = tempfile::tempdir().unwrap();
         let idx = Index::open(dir.path(), 1 << 26).unwrap();
-        assert!(idx.create_bucket("b", &BucketInfo { created: 1 }).unwrap());
-        assert!(!idx.create_bucket("b", &BucketInfo { created: 2 }).unwrap());
-        assert_eq!(idx.bucket("b").unwrap(), Some(BucketInfo { created: 1 }));
+        assert!(idx.create_bucket("b", &BucketInfo { created: 1, ..Default::default() }).unwrap());
+        assert!(!idx.create_bucket("b", &BucketInfo { created: 2, ..Default::default() }).unwrap());
+        assert_eq!(idx.bucket("b").unwrap(), Some(BucketInfo { created: 1, ..Default::default() }));
+        let granted = idx.update_bucket("b", |b| {
+            b.grants.insert("k".into(), Grant { read: true, ..Default::default() });
+            (true, 7)
+        });
+        assert_eq!(granted.unwrap(), Some(7));
+        assert!(idx.bucket("b").unwrap().unwrap().grants["k"].read);
+        assert_eq!(idx.update_bucket("none", |_| (true, ())).unwrap(), None);
         idx.put(b"/b/k", &live("v"), None).unwrap();
         idx.put(b"/bb", &live("v"), None).unwrap();
         assert!(!idx.delete_bucket_if_empty("b").unwrap());

@@ -236,7 +236,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let idx = Index::open(dir.path(), 1 << 26).unwrap();
         assert!(!idx.create_upload("b", b"/b/k", ID, &upload()).unwrap());
-        idx.create_bucket("b", &BucketInfo { created: 1 }).unwrap();
+        idx.create_bucket("b", &BucketInfo { created: 1, ..Default::default() }).unwrap();
         assert!(idx.create_upload("b", b"/b/k", ID, &upload()).unwrap());
         assert_eq!(idx.upload(b"/b/k", ID).unwrap(), Some(upload()));
         assert_eq!(idx.upload(b"/b/other", ID).unwrap(), None);
@@ -266,7 +266,7 @@ mod tests {
     fn scans_in_key_then_id_order() {
         let dir = tempfile::tempdir().unwrap();
         let idx = Index::open(dir.path(), 1 << 26).unwrap();
-        idx.create_bucket("b", &BucketInfo { created: 1 }).unwrap();
+        idx.create_bucket("b", &BucketInfo { created: 1, ..Default::default() }).unwrap();
         for (k, id) in [(&b"/b/z"[..], ID), (b"/b/a", ID2), (b"/b/a", ID), (b"/b/a/b", ID)] {
             idx.create_upload("b", k, id, &upload()).unwrap();
         }

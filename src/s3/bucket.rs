@@ -5,10 +5,11 @@ use actix_web::{web, HttpResponse};
 
 use super::body::Body;
 use super::error::S3Error;
+use super::permission::{self, Need, Principal};
 use super::router::{valid_bucket_name, BucketDefault};
 use super::xml::{self, BucketEntry, ListAllMyBucketsResult, Owner};
 use super::Ctx;
-use crate::index::BucketInfo;
+use crate::index::{BucketInfo, Grant};
 use crate::store::now_secs;
 
 fn internal(e: impl std::fmt::Display) -> S3Error {
@@ -25,7 +26,9 @@ pub fn xml_ok(doc: String) -> HttpResponse {
 }
 
 pub fn list_buckets(ctx: &Ctx) -> Result<HttpResponse, S3Error> {
-    let buckets = ctx.app.store.index.buckets().map_err(internal)?;
+    let mut buckets = ctx.app.store.index.buckets().map_err(internal)?;
+    // A key sees the buckets it may read.
+    buckets.retain(|(_, info)| permission::granted(&ctx.principal, info, Need::Read));
     let doc = ListAllMyBucketsResult {
         owner: owner(ctx),
         buckets: buckets.into_iter().map(|(name, info)| BucketEntry { name, creation_date: info.created }).collect(),
@@ -41,11 +44,19 @@ pub async fn create_bucket(ctx: &Ctx<'_>, payload: web::Payload) -> Result<HttpR
     // Any location is accepted: there is one location.
     let body = Body::new(ctx.req, payload, &ctx.auth)?.read_all().await?;
     xml::parse_create_bucket_configuration(&body)?;
+    // The creator owns it; a key made by `mkv key` gets every permission.
+    let mut info = BucketInfo { created: now_secs(), owner: Some(ctx.principal.id().to_string()), ..Default::default() };
+    if let Principal::Key(id) = &ctx.principal {
+        info.grants.insert(id.clone(), Grant { read: true, write: true, owner: true });
+    }
     let owned = name.to_string();
-    let created = ctx.app.store.index_write(move |ix| ix.create_bucket(&owned, &BucketInfo { created: now_secs() })).await;
-    match created.map_err(internal)? {
-        true => Ok(HttpResponse::Ok().insert_header(("Location", format!("/{name}"))).finish()),
-        false => Err(S3Error::BucketAlreadyOwnedByYou { bucket: name.to_string() }),
+    let created = ctx.app.store.index_write(move |ix| ix.create_bucket(&owned, &info)).await;
+    if created.map_err(internal)? {
+        return Ok(HttpResponse::Ok().insert_header(("Location", format!("/{name}"))).finish());
+    }
+    match ctx.require(Need::Owner, name) {
+        Ok(()) => Err(S3Error::BucketAlreadyOwnedByYou { bucket: name.to_string() }),
+        Err(_) => Err(S3Error::BucketAlreadyExists { bucket: name.to_string() }),
     }
 }
 

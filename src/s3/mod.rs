@@ -11,6 +11,8 @@ pub mod error;
 pub mod list;
 pub mod multipart;
 pub mod object;
+pub mod policy;
+pub mod permission;
 pub mod router;
 pub mod sigv4;
 pub mod xml;
@@ -22,8 +24,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use crate::server::AppState;
 use crate::urlenc::percent_decode;
 use error::{error_response, S3Error};
+use permission::{Need, Principal};
 use router::{Op, Route};
-use sigv4::{RequestParts, Verified};
+use sigv4::{PayloadMode, RequestParts, Verified};
 
 /// Whether a request is an S3 call: SigV4 or SigV2 in the Authorization
 /// header, or a SigV4/SigV2 presigned query.
@@ -48,6 +51,7 @@ pub struct Ctx<'a> {
     pub app: &'a AppState,
     pub req: &'a HttpRequest,
     pub auth: Verified,
+    pub principal: Principal,
     pub route: Route,
     /// Decoded query parameters, in order.
     pub query: Vec<(String, String)>,
@@ -83,6 +87,20 @@ impl Ctx<'_> {
             Ok(Some(_)) => Ok(()),
             Ok(None) => Err(S3Error::NoSuchBucket { bucket: self.bucket().to_string() }),
             Err(e) => Err(S3Error::InternalError(e.to_string())),
+        }
+    }
+
+    /// The caller may do what `need` says on `bucket` (which must exist:
+    /// `NoSuchBucket` otherwise, as AWS answers even anonymous callers).
+    pub fn require(&self, need: Need, bucket: &str) -> Result<(), S3Error> {
+        let info = match self.app.store.index.bucket(bucket) {
+            Ok(Some(info)) => info,
+            Ok(None) => return Err(S3Error::NoSuchBucket { bucket: bucket.to_string() }),
+            Err(e) => return Err(S3Error::InternalError(e.to_string())),
+        };
+        match permission::granted(&self.principal, &info, need) {
+            true => Ok(()),
+            false => Err(S3Error::AccessDenied("Access Denied".into())),
         }
     }
 
@@ -149,11 +167,9 @@ fn signed_path(req: &HttpRequest, virtual_bucket: Option<&str>) -> String {
 
 async fn serve(req: &HttpRequest, payload: web::Payload, app: &AppState, request_id: &str) -> Result<HttpResponse, S3Error> {
     let config = &app.store.config;
-    if config.s3_keys.is_empty() {
-        return Err(S3Error::AccessDenied("The S3 gateway is off: no --s3-key is configured".into()));
-    }
-    if !is_s3_request(req) {
-        return Err(S3Error::AccessDenied("Anonymous requests are not allowed".into()));
+    let index = &app.store.index;
+    if config.s3_keys.is_empty() && !index.has_keys().map_err(|e| S3Error::InternalError(e.to_string()))? {
+        return Err(S3Error::AccessDenied("The S3 gateway is off: no --s3-key is configured and no key was made with `mkv key`".into()));
     }
     let headers: Vec<(String, String)> = req
         .headers()
@@ -165,15 +181,24 @@ async fn serve(req: &HttpRequest, payload: web::Payload, app: &AppState, request
     let virtual_bucket = config.s3_domain.as_deref().zip(host).and_then(|(domain, host)| router::bucket_from_host(host, domain));
     let signed_path = signed_path(req, virtual_bucket);
     let parts = RequestParts { method: req.method().as_str(), raw_path: &signed_path, raw_query, headers: &headers };
-    let lookup = |ak: &str| config.s3_keys.iter().find(|(a, _)| a == ak).map(|(_, s)| s.clone());
-    let auth = sigv4::verify(&parts, lookup, SystemTime::now(), config.s3_region.as_deref()).map_err(S3Error::from)?;
+    let admin = |ak: &str| config.s3_keys.iter().find(|(a, _)| a == ak).map(|(_, s)| s.clone());
+    let (auth, principal) = if is_s3_request(req) {
+        let lookup = |ak: &str| admin(ak).or_else(|| index.key_info(ak).ok().flatten().map(|k| k.secret));
+        let auth = sigv4::verify(&parts, lookup, SystemTime::now(), config.s3_region.as_deref()).map_err(S3Error::from)?;
+        let id = auth.access_key.clone();
+        (auth, if admin(&id).is_some() { Principal::Admin(id) } else { Principal::Key(id) })
+    } else {
+        let auth = Verified { access_key: String::new(), payload: PayloadMode::Unsigned, chunk_signing: None, query_plus_as_space: false };
+        (auth, Principal::Anonymous)
+    };
 
     let query = decode_query(raw_query, auth.query_plus_as_space);
     let path = String::from_utf8(percent_decode(req.uri().path().as_bytes()))
         .map_err(|_| S3Error::InvalidRequest("the path is not valid UTF-8".into()))?;
     let names: Vec<&str> = query.iter().map(|(k, _)| k.as_str()).collect();
     let route = router::route(req.method().as_str(), &path, &names, header(req, "x-amz-copy-source").is_some(), virtual_bucket)?;
-    let ctx = Ctx { app, req, auth, route, query, request_id: request_id.to_string() };
+    let ctx = Ctx { app, req, auth, principal, route, query, request_id: request_id.to_string() };
+    authorize(&ctx)?;
     match ctx.route.op.clone() {
         Op::ListBuckets => bucket::list_buckets(&ctx),
         Op::CreateBucket => bucket::create_bucket(&ctx, payload).await,
@@ -200,6 +225,17 @@ async fn serve(req: &HttpRequest, payload: web::Payload, app: &AppState, request
         Op::ListParts => multipart::list_parts(&ctx).await,
         Op::ListMultipartUploads => multipart::list_multipart_uploads(&ctx).await,
         Op::NotImplemented(what) => Err(S3Error::NotImplemented(format!("{what} is not implemented"))),
+    }
+}
+
+/// The caller may do the routed operation (see `permission`).
+fn authorize(ctx: &Ctx) -> Result<(), S3Error> {
+    match permission::needs(&ctx.route.op) {
+        Some(need) => ctx.require(need, ctx.bucket()),
+        None if ctx.principal == Principal::Anonymous && matches!(ctx.route.op, Op::ListBuckets | Op::CreateBucket) => {
+            Err(S3Error::AccessDenied("Anonymous users cannot list or create buckets".into()))
+        }
+        None => Ok(()),
     }
 }
 

@@ -1,0 +1,97 @@
+//! Who may do what (Garage's model): `--s3-key` keys are admins (every
+//! bucket, every operation); keys made by `mkv key` act on a bucket as its
+//! grants say (read, write, owner; a key that creates a bucket gets all
+//! three); anonymous requests are denied unless the bucket's policy allows.
+
+use super::router::Op;
+use crate::index::BucketInfo;
+
+/// Who sent a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// A key from the configuration.
+    Admin(String),
+    /// A key from the index.
+    Key(String),
+    Anonymous,
+}
+
+impl Principal {
+    /// The access key id ("" for anonymous).
+    pub fn id(&self) -> &str {
+        match self {
+            Principal::Admin(id) | Principal::Key(id) => id,
+            Principal::Anonymous => "",
+        }
+    }
+}
+
+/// What an operation needs on its bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// GET, HEAD, listings, copy from.
+    Read,
+    /// Writes and deletes of objects, multipart uploads.
+    Write,
+    /// Bucket configuration and DeleteBucket.
+    Owner,
+}
+
+/// The bucket permission `op` needs, `None` for the operations that are not
+/// on one bucket (ListBuckets filters by Read; CreateBucket checks owners).
+pub fn needs(op: &Op) -> Option<Need> {
+    use Op::*;
+    match op {
+        ListBuckets | CreateBucket => None,
+        HeadBucket | GetBucketLocation | GetBucketVersioning | GetBucketDefault(_) | ListObjects | ListObjectsV2
+        | ListObjectVersions | ListMultipartUploads | GetObject | HeadObject | GetObjectAcl | ListParts => Some(Need::Read),
+        PutObject | CopyObject | DeleteObject | DeleteObjects | CreateMultipartUpload | UploadPart | UploadPartCopy
+        | CompleteMultipartUpload | AbortMultipartUpload => Some(Need::Write),
+        DeleteBucket => Some(Need::Owner),
+        // Answered 501 whoever asks.
+        NotImplemented(_) => None,
+    }
+}
+
+/// Whether the bucket's grants let `who` do what `need` says (policies are
+/// checked besides).
+pub fn granted(who: &Principal, bucket: &BucketInfo, need: Need) -> bool {
+    match who {
+        Principal::Admin(_) => true,
+        Principal::Anonymous => false,
+        Principal::Key(id) => bucket.grants.get(id).is_some_and(|g| match need {
+            Need::Read => g.read,
+            Need::Write => g.write,
+            Need::Owner => g.owner,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::Grant;
+
+    #[test]
+    fn grants_by_need() {
+        let mut b = BucketInfo::default();
+        b.grants.insert("reader".into(), Grant { read: true, ..Default::default() });
+        b.grants.insert("owner".into(), Grant { read: true, write: true, owner: true });
+        let (reader, owner, other) = (Principal::Key("reader".into()), Principal::Key("owner".into()), Principal::Key("x".into()));
+        assert!(granted(&reader, &b, Need::Read) && !granted(&reader, &b, Need::Write) && !granted(&reader, &b, Need::Owner));
+        assert!([Need::Read, Need::Write, Need::Owner].iter().all(|n| granted(&owner, &b, *n)));
+        assert!(!granted(&other, &b, Need::Read));
+        assert!(granted(&Principal::Admin("a".into()), &b, Need::Owner));
+        assert!(!granted(&Principal::Anonymous, &b, Need::Read));
+    }
+
+    #[test]
+    fn operations_need() {
+        assert_eq!(needs(&Op::GetObject), Some(Need::Read));
+        assert_eq!(needs(&Op::ListObjectsV2), Some(Need::Read));
+        assert_eq!(needs(&Op::UploadPartCopy), Some(Need::Write));
+        assert_eq!(needs(&Op::DeleteObjects), Some(Need::Write));
+        assert_eq!(needs(&Op::DeleteBucket), Some(Need::Owner));
+        assert_eq!(needs(&Op::CreateBucket), None);
+    }
+}
