@@ -4,7 +4,9 @@ server runs: every rule as boto3 sees it."""
 
 import json
 import os
+import pathlib
 import subprocess
+import sys
 import uuid
 
 import boto3
@@ -133,3 +135,75 @@ def test_anonymous_errors_in_aws_order(cluster, s3, bucket):
     assert status == 404 and "<Code>NoSuchBucket</Code>" in body
     status, body = get("/")
     assert status == 403 and "<Code>AccessDenied</Code>" in body
+
+
+def anonymous(cluster, method, path, body=None):
+    """An unsigned request on the S3-only port: (status, body text)."""
+    r = urllib3.PoolManager(retries=False).request(method, f"http://127.0.0.1:{cluster.s3_port}{path}", body=body)
+    return r.status, r.data.decode(errors="replace")
+
+
+def policy(*statements):
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+def test_bucket_policy_makes_objects_public(cluster, s3, bucket, two_keys):
+    s3.put_object(Bucket=bucket, Key="pub/photo.jpg", Body=b"jpeg bytes")
+    assert anonymous(cluster, "GET", f"/{bucket}/pub/photo.jpg")[0] == 403
+    with pytest.raises(ClientError) as e:
+        s3.get_bucket_policy(Bucket=bucket)
+    assert code(e) == "NoSuchBucketPolicy"
+    public_read = policy({"Sid": "PublicRead", "Effect": "Allow", "Principal": "*", "Action": ["s3:GetObject"],
+                                  "Resource": [f"arn:aws:s3:::{bucket}/*"]})
+    s3.put_bucket_policy(Bucket=bucket, Policy=public_read)
+    assert json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"]) == json.loads(public_read)
+    # Anonymous reads work (curl, aws --no-sign-request); listing and writing do not.
+    assert anonymous(cluster, "GET", f"/{bucket}/pub/photo.jpg") == (200, "jpeg bytes")
+    aws = subprocess.run([str(pathlib.Path(sys.executable).parent / "aws"), "--no-sign-request", "--endpoint-url",
+                          f"http://127.0.0.1:{cluster.s3_port}", "s3", "cp", f"s3://{bucket}/pub/photo.jpg", "-"],
+                         capture_output=True, timeout=120, env={**os.environ, "AWS_DEFAULT_REGION": REGION, "AWS_CONFIG_FILE": "/dev/null"})
+    assert aws.returncode == 0 and aws.stdout == b"jpeg bytes", aws.stderr
+    status, text = anonymous(cluster, "GET", f"/{bucket}?list-type=2")
+    assert status == 403 and "AccessDenied" in text
+    assert anonymous(cluster, "PUT", f"/{bucket}/pub/new", body=b"x")[0] == 403
+    assert anonymous(cluster, "DELETE", f"/{bucket}/pub/photo.jpg")[0] == 403
+    # ListBucket opens listings.
+    s3.put_bucket_policy(Bucket=bucket, Policy=policy({"Effect": "Allow", "Principal": {"AWS": "*"},
+                                                             "Action": ["s3:GetObject", "s3:ListBucket"],
+                                                             "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]}))
+    status, text = anonymous(cluster, "GET", f"/{bucket}?list-type=2")
+    assert status == 200 and "<Key>pub/photo.jpg</Key>" in text
+
+    # A key id as principal, on a prefix; only the owner changes policies.
+    _, b = two_keys
+    bob = as_key(cluster, b)
+    s3.put_bucket_policy(Bucket=bucket, Policy=policy({"Effect": "Allow", "Principal": {"AWS": [b["access_key_id"]]},
+                                                             "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{bucket}/uploads/*"}))
+    bob.put_object(Bucket=bucket, Key="uploads/from-bob", Body=b"hi")
+    assert denied(bob.put_object, Bucket=bucket, Key="elsewhere", Body=b"hi") == "AccessDenied"
+    assert denied(bob.get_object, Bucket=bucket, Key="uploads/from-bob") == "AccessDenied"
+    assert denied(bob.put_bucket_policy, Bucket=bucket, Policy=public_read) == "AccessDenied"
+    assert anonymous(cluster, "GET", f"/{bucket}/pub/photo.jpg")[0] == 403
+
+    s3.delete_bucket_policy(Bucket=bucket)
+    with pytest.raises(ClientError) as e:
+        s3.get_bucket_policy(Bucket=bucket)
+    assert code(e) == "NoSuchBucketPolicy"
+
+
+@pytest.mark.parametrize("statement,names", [
+    ({"Effect": "Deny", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::B/*"}, "Deny"),
+    ({"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::B/*",
+      "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}}, "Condition"),
+    ({"Effect": "Allow", "Principal": "*", "Action": "s3:PutBucketPolicy", "Resource": "arn:aws:s3:::B"}, "s3:PutBucketPolicy"),
+    ({"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::other/*"}, "arn:aws:s3:::other/*"),
+])
+def test_policies_we_cannot_enforce_are_refused(s3, bucket, statement, names):
+    doc = json.dumps({"Version": "2012-10-17", "Statement": [statement]}).replace("arn:aws:s3:::B", f"arn:aws:s3:::{bucket}")
+    with pytest.raises(ClientError) as e:
+        s3.put_bucket_policy(Bucket=bucket, Policy=doc)
+    assert code(e) == "MalformedPolicy" and e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert names in e.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as e:
+        s3.get_bucket_policy(Bucket=bucket)
+    assert code(e) == "NoSuchBucketPolicy"

@@ -54,7 +54,7 @@ pub async fn create_bucket(ctx: &Ctx<'_>, payload: web::Payload) -> Result<HttpR
     if created.map_err(internal)? {
         return Ok(HttpResponse::Ok().insert_header(("Location", format!("/{name}"))).finish());
     }
-    match ctx.require(Need::Owner, name) {
+    match ctx.require(Need::Owner, name, None) {
         Ok(()) => Err(S3Error::BucketAlreadyOwnedByYou { bucket: name.to_string() }),
         Err(_) => Err(S3Error::BucketAlreadyExists { bucket: name.to_string() }),
     }
@@ -103,4 +103,41 @@ pub fn acl_document(ctx: &Ctx) -> String {
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<AccessControlPolicy xmlns=\"{ns}\"><Owner><ID>{id}</ID><DisplayName>{id}</DisplayName></Owner><AccessControlList><Grant><Grantee xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xsi:type=\"CanonicalUser\"><ID>{id}</ID><DisplayName>{id}</DisplayName></Grantee><Permission>FULL_CONTROL</Permission></Grant></AccessControlList></AccessControlPolicy>",
         ns = xml::S3_NS
     )
+}
+
+/// AWS's limit on a bucket policy document.
+const MAX_POLICY: usize = 20 * 1024;
+
+/// PutBucketPolicy: stored only if the evaluator implements all of it
+/// (`policy::parse`), else `MalformedPolicy` naming the part.
+pub async fn put_policy(ctx: &Ctx<'_>, payload: web::Payload) -> Result<HttpResponse, S3Error> {
+    let body = Body::new(ctx.req, payload, &ctx.auth)?.read_all().await?;
+    if body.len() > MAX_POLICY {
+        return Err(S3Error::MalformedPolicy("Policies must be less than 20 KB".into()));
+    }
+    let text = String::from_utf8(body).map_err(|_| S3Error::MalformedPolicy("This policy contains invalid Json: not UTF-8".into()))?;
+    super::policy::parse(ctx.bucket(), &text).map_err(|e| S3Error::MalformedPolicy(e.to_string()))?;
+    set_policy(ctx, Some(text))
+}
+
+pub fn get_policy(ctx: &Ctx) -> Result<HttpResponse, S3Error> {
+    let info = ctx.app.store.index.bucket(ctx.bucket()).map_err(internal)?;
+    match info.and_then(|b| b.policy) {
+        Some(text) => Ok(HttpResponse::Ok().content_type("application/json").body(text)),
+        None => Err(S3Error::NotConfigured { code: "NoSuchBucketPolicy", message: "The bucket policy does not exist", bucket: ctx.bucket().to_string() }),
+    }
+}
+
+pub fn delete_policy(ctx: &Ctx) -> Result<HttpResponse, S3Error> {
+    set_policy(ctx, None)
+}
+
+fn set_policy(ctx: &Ctx, policy: Option<String>) -> Result<HttpResponse, S3Error> {
+    match ctx.app.store.index.update_bucket(ctx.bucket(), |b| {
+        b.policy = policy;
+        (true, ())
+    }).map_err(internal)? {
+        Some(()) => Ok(HttpResponse::NoContent().finish()),
+        None => Err(S3Error::NoSuchBucket { bucket: ctx.bucket().to_string() }),
+    }
 }

@@ -16,6 +16,7 @@ use super::checksum::{ChecksumAlgorithm, ChecksumType, ChecksumValue, ChecksumVe
 use super::error::S3Error;
 use super::object::{check_write_conditions, etag_matches, etag_of, headers_to_store, live_object, same_value_opened};
 use super::permission::Need;
+use super::policy::Action;
 use super::router::MAX_KEY_LEN;
 use super::xml::CopyObjectResult;
 use super::{mkv_key, Ctx};
@@ -120,7 +121,7 @@ fn check_source_conditions(ctx: &Ctx, etag: &str, mtime: u64) -> Result<(), S3Er
 pub fn check_copy_source(ctx: &Ctx) -> Result<(CopySource, Record, ObjectMeta), S3Error> {
     let value = ctx.header("x-amz-copy-source").ok_or_else(|| bad_source("x-amz-copy-source is missing", ""))?;
     let source = parse_copy_source(value)?;
-    ctx.require(Need::Read, &source.bucket)?;
+    ctx.require(Need::Read, &source.bucket, Some((Action::GetObject, Some(&source.key))))?;
     let (record, meta) = live_object(ctx, &source.mkv_key())?.ok_or_else(|| S3Error::NoSuchKey { key: source.key.clone() })?;
     check_source_conditions(ctx, &etag_of(&record, &meta), meta.mtime)?;
     Ok((source, record, meta))

@@ -56,6 +56,9 @@ pub enum S3Error {
     InvalidDigest,
     #[error("{0}")]
     InvalidObjectState(String),
+    /// A bucket policy we refuse; the message names the part.
+    #[error("{0}")]
+    MalformedPolicy(String),
     /// A missing or mismatched part in CompleteMultipartUpload; AWS varies
     /// the message (missing part checksum, wrong ETag…).
     #[error("{0}")]
@@ -145,6 +148,7 @@ impl S3Error {
             InvalidRequest(_) => "InvalidRequest",
             InvalidStorageClass => "InvalidStorageClass",
             KeyTooLongError => "KeyTooLongError",
+            MalformedPolicy(_) => "MalformedPolicy",
             MalformedXML => "MalformedXML",
             MalformedTrailerError => "MalformedTrailerError",
             MetadataTooLarge => "MetadataTooLarge",
@@ -209,6 +213,7 @@ impl S3Error {
             | InvalidRequest(_)
             | InvalidStorageClass
             | KeyTooLongError
+            | MalformedPolicy(_)
             | MalformedXML
             | MalformedTrailerError
             | MetadataTooLarge

@@ -91,14 +91,15 @@ impl Ctx<'_> {
     }
 
     /// The caller may do what `need` says on `bucket` (which must exist:
-    /// `NoSuchBucket` otherwise, as AWS answers even anonymous callers).
-    pub fn require(&self, need: Need, bucket: &str) -> Result<(), S3Error> {
+    /// `NoSuchBucket` otherwise, as AWS answers even anonymous callers), by
+    /// its grants or by the bucket policy's `action` on an object key.
+    pub fn require(&self, need: Need, bucket: &str, action: Option<(policy::Action, Option<&str>)>) -> Result<(), S3Error> {
         let info = match self.app.store.index.bucket(bucket) {
             Ok(Some(info)) => info,
             Ok(None) => return Err(S3Error::NoSuchBucket { bucket: bucket.to_string() }),
             Err(e) => return Err(S3Error::InternalError(e.to_string())),
         };
-        match permission::granted(&self.principal, &info, need) {
+        match permission::allowed(&self.principal, bucket, &info, need, action) {
             true => Ok(()),
             false => Err(S3Error::AccessDenied("Access Denied".into())),
         }
@@ -202,6 +203,9 @@ async fn serve(req: &HttpRequest, payload: web::Payload, app: &AppState, request
     match ctx.route.op.clone() {
         Op::ListBuckets => bucket::list_buckets(&ctx),
         Op::CreateBucket => bucket::create_bucket(&ctx, payload).await,
+        Op::GetBucketPolicy => bucket::get_policy(&ctx),
+        Op::PutBucketPolicy => bucket::put_policy(&ctx, payload).await,
+        Op::DeleteBucketPolicy => bucket::delete_policy(&ctx),
         Op::HeadBucket => bucket::head_bucket(&ctx),
         Op::DeleteBucket => bucket::delete_bucket(&ctx),
         Op::GetBucketLocation => bucket::get_location(&ctx),
@@ -231,7 +235,10 @@ async fn serve(req: &HttpRequest, payload: web::Payload, app: &AppState, request
 /// The caller may do the routed operation (see `permission`).
 fn authorize(ctx: &Ctx) -> Result<(), S3Error> {
     match permission::needs(&ctx.route.op) {
-        Some(need) => ctx.require(need, ctx.bucket()),
+        Some(need) => {
+            let action = permission::policy_action(&ctx.route.op).map(|a| (a, ctx.route.key.as_deref()));
+            ctx.require(need, ctx.bucket(), action)
+        }
         None if ctx.principal == Principal::Anonymous && matches!(ctx.route.op, Op::ListBuckets | Op::CreateBucket) => {
             Err(S3Error::AccessDenied("Anonymous users cannot list or create buckets".into()))
         }

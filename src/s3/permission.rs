@@ -3,6 +3,7 @@
 //! grants say (read, write, owner; a key that creates a bucket gets all
 //! three); anonymous requests are denied unless the bucket's policy allows.
 
+use super::policy::{self, Action};
 use super::router::Op;
 use crate::index::BucketInfo;
 
@@ -47,14 +48,43 @@ pub fn needs(op: &Op) -> Option<Need> {
         | ListObjectVersions | ListMultipartUploads | GetObject | HeadObject | GetObjectAcl | ListParts => Some(Need::Read),
         PutObject | CopyObject | DeleteObject | DeleteObjects | CreateMultipartUpload | UploadPart | UploadPartCopy
         | CompleteMultipartUpload | AbortMultipartUpload => Some(Need::Write),
-        DeleteBucket => Some(Need::Owner),
+        DeleteBucket | GetBucketPolicy | PutBucketPolicy | DeleteBucketPolicy => Some(Need::Owner),
         // Answered 501 whoever asks.
         NotImplemented(_) => None,
     }
 }
 
-/// Whether the bucket's grants let `who` do what `need` says (policies are
-/// checked besides).
+/// The bucket-policy action an operation is, if a policy can allow it
+/// (DeleteObjects and the bucket reads need grants).
+pub fn policy_action(op: &Op) -> Option<Action> {
+    use Op::*;
+    match op {
+        GetObject | HeadObject => Some(Action::GetObject),
+        ListObjects | ListObjectsV2 | ListObjectVersions => Some(Action::ListBucket),
+        PutObject | CopyObject | CreateMultipartUpload | UploadPart | UploadPartCopy | CompleteMultipartUpload | AbortMultipartUpload => {
+            Some(Action::PutObject)
+        }
+        DeleteObject => Some(Action::DeleteObject),
+        _ => None,
+    }
+}
+
+/// Whether `who` may do what `need` says on bucket `name`: by its grants,
+/// or by the bucket's policy for `action` on the object key given.
+pub fn allowed(who: &Principal, name: &str, bucket: &BucketInfo, need: Need, action: Option<(Action, Option<&str>)>) -> bool {
+    if granted(who, bucket, need) {
+        return true;
+    }
+    let (Some((action, key)), Some(text)) = (action, &bucket.policy) else { return false };
+    let principal = match who {
+        Principal::Key(id) => policy::Principal::Key(id),
+        _ => policy::Principal::Anonymous,
+    };
+    // Stored only after it parsed, so it parses.
+    policy::parse(name, text).is_ok_and(|p| p.allows(principal, action, key))
+}
+
+/// Whether the bucket's grants let `who` do what `need` says.
 pub fn granted(who: &Principal, bucket: &BucketInfo, need: Need) -> bool {
     match who {
         Principal::Admin(_) => true,
@@ -83,6 +113,21 @@ mod tests {
         assert!(!granted(&other, &b, Need::Read));
         assert!(granted(&Principal::Admin("a".into()), &b, Need::Owner));
         assert!(!granted(&Principal::Anonymous, &b, Need::Read));
+    }
+
+    #[test]
+    fn policies_open_what_grants_do_not() {
+        let text = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::pub/*"}]}"#;
+        let b = BucketInfo { policy: Some(text.into()), ..Default::default() };
+        let get = Some((Action::GetObject, Some("k")));
+        assert!(allowed(&Principal::Anonymous, "pub", &b, Need::Read, get));
+        assert!(allowed(&Principal::Key("x".into()), "pub", &b, Need::Read, get));
+        assert!(!allowed(&Principal::Anonymous, "pub", &b, Need::Read, Some((Action::ListBucket, None))));
+        assert!(!allowed(&Principal::Anonymous, "pub", &b, Need::Write, Some((Action::PutObject, Some("k")))));
+        assert!(!allowed(&Principal::Anonymous, "pub", &b, Need::Read, None));
+        assert!(!allowed(&Principal::Anonymous, "pub", &BucketInfo::default(), Need::Read, get));
+        assert_eq!(policy_action(&Op::HeadObject), Some(Action::GetObject));
+        assert_eq!(policy_action(&Op::DeleteObjects), None);
     }
 
     #[test]

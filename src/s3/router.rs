@@ -7,6 +7,9 @@ use super::error::S3Error;
 pub enum Op {
     ListBuckets,
     CreateBucket,
+    GetBucketPolicy,
+    PutBucketPolicy,
+    DeleteBucketPolicy,
     HeadBucket,
     DeleteBucket,
     GetBucketLocation,
@@ -55,10 +58,9 @@ pub struct Route {
 /// Longest S3 key, in bytes of UTF-8.
 pub const MAX_KEY_LEN: usize = 1024;
 
-const MISSING: [(&str, &str, &str); 10] = [
+const MISSING: [(&str, &str, &str); 9] = [
     ("cors", "NoSuchCORSConfiguration", "The CORS configuration does not exist"),
     ("lifecycle", "NoSuchLifecycleConfiguration", "The lifecycle configuration does not exist"),
-    ("policy", "NoSuchBucketPolicy", "The bucket policy does not exist"),
     ("tagging", "NoSuchTagSet", "The TagSet does not exist"),
     ("website", "NoSuchWebsiteConfiguration", "The specified bucket does not have a website configuration"),
     ("encryption", "ServerSideEncryptionConfigurationNotFoundError", "The server side encryption configuration was not found"),
@@ -118,6 +120,14 @@ pub fn route(method: &str, path: &str, query: &[&str], copy_source: bool, bucket
 fn bucket_op(method: &str, has: &dyn Fn(&str) -> bool) -> Result<Op, S3Error> {
     if let Some(sub) = UNSUPPORTED_BUCKET.iter().find(|s| has(s)) {
         return Ok(Op::NotImplemented(sub));
+    }
+    if has("policy") {
+        return Ok(match method {
+            "GET" => Op::GetBucketPolicy,
+            "PUT" => Op::PutBucketPolicy,
+            "DELETE" => Op::DeleteBucketPolicy,
+            _ => Op::NotImplemented("this method on a bucket policy"),
+        });
     }
     let op = match method {
         "GET" => {
