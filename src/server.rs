@@ -28,7 +28,7 @@ pub fn open_store(config: &Config) -> Result<Store, String> {
 
 async fn dispatch(req: HttpRequest, body: web::Payload, app: web::Data<AppState>) -> HttpResponse {
     if app.store.config.verbose {
-        tracing::info!("{} {}", req.method(), req.uri());
+        tracing::info!("{} {}", req.method(), s3::loggable_uri(req.uri()));
     }
     let s3_only = app.s3_only_port.is_some() && app.s3_only_port == Some(req.app_config().local_addr().port());
     if s3_only || s3::is_s3_request(&req) {
@@ -71,16 +71,17 @@ pub async fn run(config: Config) -> Result<(), String> {
     eprintln!("mkv: {}", crate::store::gc::recovery_line(&recovered));
     actix_web::rt::spawn(crate::store::gc::collect_forever(store.clone()));
     actix_web::rt::spawn(s3::multipart::sweep_forever(store.clone(), config.multipart_expiry));
-    eprintln!("mkv: {}", startup_line(&config));
+    let index_keys = store.index.key_infos().map_err(|e| e.to_string())?.len();
+    eprintln!("mkv: {}", startup_line(&config, index_keys));
     serve(store, listener, s3_listener).map_err(|e| e.to_string())?.await.map_err(|e| e.to_string())
 }
 
 /// Where the server listens and who may do what.
-fn startup_line(config: &Config) -> String {
-    let s3 = match (config.s3_keys.len(), config.s3_port) {
-        (0, _) => "off (no --s3-key / MKV_S3_KEYS)".to_string(),
-        (n, None) => format!("{n} key(s), same port; anonymous: denied"),
-        (n, Some(p)) => format!("{n} key(s), same port and S3-only port {p}; anonymous: denied"),
+fn startup_line(config: &Config, index_keys: usize) -> String {
+    let port = config.s3_port.map_or("same port".to_string(), |p| format!("same port and S3-only port {p}"));
+    let s3 = match (config.s3_keys.len(), index_keys) {
+        (0, 0) => "off (no --s3-key / MKV_S3_KEYS, no `mkv key`)".to_string(),
+        (admins, keys) => format!("{admins} admin key(s), {keys} key(s) in the index, {port}; anonymous: denied unless a bucket policy allows"),
     };
     format!(
         "listening on {}:{}, {} volumes, {} replicas; native API: {}; S3: {s3}",

@@ -41,6 +41,22 @@ pub fn is_s3_request(req: &HttpRequest) -> bool {
     has("X-Amz-Algorithm") || (has("AWSAccessKeyId") && has("Signature"))
 }
 
+/// Query parameters that carry credentials (presigned URLs): never logged.
+const SECRET_PARAMS: [&str; 5] = ["X-Amz-Signature", "X-Amz-Credential", "X-Amz-Security-Token", "Signature", "AWSAccessKeyId"];
+
+/// A request URI fit for a log: presigned credentials replaced by `REDACTED`.
+pub fn loggable_uri(uri: &actix_web::http::Uri) -> String {
+    let Some(q) = uri.query() else { return uri.path().to_string() };
+    let params: Vec<String> = q
+        .split('&')
+        .map(|p| match p.split_once('=') {
+            Some((k, _)) if SECRET_PARAMS.iter().any(|s| s.eq_ignore_ascii_case(k)) => format!("{k}=REDACTED"),
+            _ => p.to_string(),
+        })
+        .collect();
+    format!("{}?{}", uri.path(), params.join("&"))
+}
+
 /// A header's value as text (None if absent or not visible ASCII).
 pub fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
@@ -141,7 +157,7 @@ pub async fn handle(req: HttpRequest, payload: web::Payload, app: web::Data<AppS
         Ok(r) => r,
         Err(e) => {
             if e.status().is_server_error() {
-                tracing::warn!("S3 {} {}: {e:?}", req.method(), req.uri());
+                tracing::warn!("S3 {} {}: {e:?}", req.method(), loggable_uri(req.uri()));
             }
             error_response(&e, req.uri().path(), &request_id, !is_head)
         }
@@ -249,6 +265,16 @@ fn authorize(ctx: &Ctx) -> Result<(), S3Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logs_never_show_presigned_credentials() {
+        let uri: actix_web::http::Uri =
+            "/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AK%2F2026&X-Amz-Signature=abc&x-id=GetObject".parse().unwrap();
+        assert_eq!(loggable_uri(&uri), "/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=REDACTED&X-Amz-Signature=REDACTED&x-id=GetObject");
+        let v2: actix_web::http::Uri = "/b/k?AWSAccessKeyId=AK&Expires=1&Signature=s%2B".parse().unwrap();
+        assert_eq!(loggable_uri(&v2), "/b/k?AWSAccessKeyId=REDACTED&Expires=1&Signature=REDACTED");
+        assert_eq!(loggable_uri(&"/b/k".parse().unwrap()), "/b/k");
+    }
 
     #[test]
     fn query_decoding() {
