@@ -89,6 +89,72 @@ def test_put_get_metadata_and_native_view(s3, cluster, bucket):
     assert s3.get_object(Bucket=bucket, Key="native key")["Body"].read() == b"from native"
 
 
+def raw_headers(s3, event, headers):
+    """Add `headers` (bytes values, so they go on the wire as they are) to
+    every `event` call after signing: a client sending non-UTF-8 values.
+    Returns the handler, for unregistering."""
+    def add(request, **_):
+        for name, value in headers.items():
+            request.headers[name] = value
+    s3.meta.events.register(f"before-send.s3.{event}", add)
+    return add
+
+
+def test_header_values_round_trip_byte_exact(s3, bucket):
+    latin1 = {"x-amz-meta-latin": b"Hello World\xe9", "content-disposition": b'attachment; filename="\xe9t\xe9.txt"'}
+    # botocore sends a str value as UTF-8 and reads answers as Latin-1:
+    # what it gets back are the bytes it sent, decoded as Latin-1.
+    utf8 = "Hello World\xe9".encode().decode("latin-1")
+
+    def check(key, want_meta, want_disposition):
+        for r in (s3.get_object(Bucket=bucket, Key=key), s3.head_object(Bucket=bucket, Key=key)):
+            assert r["Metadata"] == want_meta and r["ContentDisposition"] == want_disposition, key
+
+    def utf8_meta(params, **_):
+        params["headers"]["x-amz-meta-utf8"] = "Hello World\xe9"
+
+    s3.meta.events.register("before-call.s3.PutObject", utf8_meta)
+    add = raw_headers(s3, "PutObject", latin1)
+    try:
+        s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    finally:
+        s3.meta.events.unregister("before-send.s3.PutObject", add)
+        s3.meta.events.unregister("before-call.s3.PutObject", utf8_meta)
+    check("k", {"latin": "Hello World\xe9", "utf8": utf8}, 'attachment; filename="\xe9t\xe9.txt"')
+    s3.copy_object(Bucket=bucket, Key="copy", CopySource={"Bucket": bucket, "Key": "k"})
+    check("copy", {"latin": "Hello World\xe9", "utf8": utf8}, 'attachment; filename="\xe9t\xe9.txt"')
+    replaced = {"x-amz-meta-new": b"\xff\xfe", "content-disposition": b"inline; \xe0"}
+    add = raw_headers(s3, "CopyObject", replaced)
+    try:
+        s3.copy_object(Bucket=bucket, Key="k", CopySource={"Bucket": bucket, "Key": "k"}, MetadataDirective="REPLACE")
+        s3.copy_object(Bucket=bucket, Key="replaced", CopySource={"Bucket": bucket, "Key": "copy"}, MetadataDirective="REPLACE")
+    finally:
+        s3.meta.events.unregister("before-send.s3.CopyObject", add)
+    check("k", {"new": "\xff\xfe"}, "inline; \xe0")
+    check("replaced", {"new": "\xff\xfe"}, "inline; \xe0")
+    add = raw_headers(s3, "CreateMultipartUpload", latin1)
+    try:
+        up = s3.create_multipart_upload(Bucket=bucket, Key="mpu")["UploadId"]
+    finally:
+        s3.meta.events.unregister("before-send.s3.CreateMultipartUpload", add)
+    etag = s3.upload_part(Bucket=bucket, Key="mpu", UploadId=up, PartNumber=1, Body=b"part")["ETag"]
+    s3.complete_multipart_upload(Bucket=bucket, Key="mpu", UploadId=up, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
+    check("mpu", {"latin": "Hello World\xe9"}, 'attachment; filename="\xe9t\xe9.txt"')
+
+
+def test_content_encoding_kept_as_sent(cluster, s3, bucket):
+    s3.put_object(Bucket=bucket, Key="two", Body=b"x", ContentEncoding="deflate, gzip")
+    assert s3.get_object(Bucket=bucket, Key="two")["ContentEncoding"] == "deflate, gzip"
+    data = b"chunked " * 10000
+    for sent, want in [("gzip, aws-chunked", "gzip"), ("aws-chunked,gzip", "gzip"), ("aws-chunked", None)]:
+        hdr = {"content-encoding": sent, "x-amz-decoded-content-length": str(len(data))}
+        req = raw(cluster, "PUT", f"/{bucket}/chunked", headers=hdr, payload_hash="STREAMING-AWS4-HMAC-SHA256-PAYLOAD")
+        st, _, resp = req.send(rawsig.signed_chunks(req, data))
+        assert st == 200, resp
+        g = s3.get_object(Bucket=bucket, Key="chunked")
+        assert g["Body"].read() == data and g.get("ContentEncoding") == want, sent
+
+
 def test_overwrite_and_concurrent_writers(s3, bucket):
     s3.put_object(Bucket=bucket, Key="k", Body=b"first")
     s3.put_object(Bucket=bucket, Key="k", Body=b"second, longer")

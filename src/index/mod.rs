@@ -4,6 +4,7 @@
 
 pub mod credentials;
 pub mod files;
+pub mod headers;
 pub mod record;
 pub mod uploads;
 
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 pub use credentials::KeyInfo;
 pub use files::{Files, GcId, Recovered};
+pub use headers::HeaderBytes;
 pub use record::{Deleted, Record};
 
 /// What we know of an object beyond its native record. Written with the
@@ -28,9 +30,9 @@ pub struct ObjectMeta {
     /// Seconds since the epoch when the value went live.
     pub mtime: u64,
     /// Stored response headers (Content-Type, Cache-Control, x-amz-meta-*…),
-    /// names lowercase, in the order written.
+    /// names lowercase, values as the bytes received, in the order written.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<(String, HeaderBytes)>,
     /// S3 ETag without quotes when it is not the record's MD5 (multipart).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,

@@ -11,7 +11,7 @@ use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Index, IndexError, Scan};
+use super::{HeaderBytes, Index, IndexError, Scan};
 
 /// Upload ids are 32 hex digits: 16 of creation time (µs), 16 random.
 pub const UPLOAD_ID_LEN: usize = 32;
@@ -21,7 +21,7 @@ pub struct Upload {
     /// Seconds since the epoch.
     pub initiated: u64,
     /// Headers the object will store (as `ObjectMeta::headers`).
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<(String, HeaderBytes)>,
     /// Checksum algorithm and type named at creation (`CRC32`, `COMPOSITE`).
     pub checksum: Option<(String, String)>,
     /// Volumes (with subvolume) that hold the parts: the key's placement.

@@ -16,7 +16,7 @@ use futures::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 
 use super::checksum::{parse_content_md5, ChecksumAlgorithm, ChecksumVerify, Expected, VerifyHandle};
-use super::chunked::AwsChunked;
+use super::chunked::{is_aws_chunked, AwsChunked};
 use super::error::S3Error;
 use super::sigv4::{PayloadMode, Verified};
 use super::header;
@@ -36,7 +36,7 @@ pub struct Body {
 impl Body {
     /// Decode and verify `payload` as `auth` and the headers say.
     pub fn new(req: &HttpRequest, payload: web::Payload, auth: &Verified) -> Result<Body, S3Error> {
-        let chunked_encoding = header(req, "content-encoding").is_some_and(|v| v.split(',').any(|e| e.trim() == "aws-chunked"));
+        let chunked_encoding = header(req, "content-encoding").is_some_and(|v| v.split(',').any(|e| is_aws_chunked(e.as_bytes())));
         if chunked_encoding && !auth.payload.is_streaming() {
             return Err(S3Error::InvalidRequest("aws-chunked Content-Encoding needs a STREAMING-* x-amz-content-sha256".into()));
         }

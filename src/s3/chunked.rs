@@ -24,6 +24,11 @@ const MAX_HEADER_LINE: usize = 4096;
 const MAX_TRAILER_SECTION: usize = 16 * 1024;
 const TRAILER_SIGNATURE: &str = "x-amz-trailer-signature";
 
+/// Whether one coding of a `Content-Encoding` list is `aws-chunked`.
+pub fn is_aws_chunked(coding: &[u8]) -> bool {
+    coding.trim_ascii().eq_ignore_ascii_case(b"aws-chunked")
+}
+
 /// Trailing headers (names lowercase), filled before the stream ends cleanly.
 pub type Trailers = Arc<Mutex<Vec<(String, String)>>>;
 

@@ -21,7 +21,7 @@ use super::router::MAX_KEY_LEN;
 use super::xml::CopyObjectResult;
 use super::{mkv_key, Ctx};
 use crate::error::Error;
-use crate::index::{ObjectMeta, Record};
+use crate::index::{HeaderBytes, ObjectMeta, Record};
 use crate::store::now_secs;
 use crate::urlenc::percent_decode;
 
@@ -259,7 +259,7 @@ pub async fn copy_object(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
 /// Copy onto itself with REPLACE: the bytes stay, only the metadata and
 /// the modification time change, under the key's lock and only if the
 /// object is still the version whose conditions were checked.
-async fn replace_metadata_in_place(ctx: &Ctx<'_>, headers: Vec<(String, String)>) -> Result<HttpResponse, S3Error> {
+async fn replace_metadata_in_place(ctx: &Ctx<'_>, headers: Vec<(String, HeaderBytes)>) -> Result<HttpResponse, S3Error> {
     let store = &ctx.app.store;
     let key = ctx.mkv_key();
     let _guard = store.locks.lock(&key).await;

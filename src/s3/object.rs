@@ -2,6 +2,7 @@
 //! replica), DeleteObject, GetObjectAcl.
 
 use actix_web::body::SizedStream;
+use actix_web::http::header::HeaderValue;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse, HttpResponseBuilder};
 use futures::TryStreamExt;
@@ -9,10 +10,11 @@ use futures::TryStreamExt;
 use super::body::Body;
 use super::bucket::{acl_document, xml_ok};
 use super::checksum::ChecksumAlgorithm;
+use super::chunked::is_aws_chunked;
 use super::error::S3Error;
 use super::xml::http_date;
 use super::Ctx;
-use crate::index::{Index, ObjectMeta, Record};
+use crate::index::{HeaderBytes, Index, ObjectMeta, Record};
 use crate::store::now_secs;
 
 /// Headers stored with an object and returned on GET/HEAD (with x-amz-meta-*).
@@ -38,8 +40,6 @@ fn internal(e: impl std::fmt::Display) -> S3Error {
     S3Error::InternalError(e.to_string())
 }
 
-/// The headers a write stores: the standard ones (without the aws-chunked
-/// transfer coding) and user metadata, byte for byte.
 /// Request headers asking for something we do not do (encryption, tags,
 /// object lock): refused, so no client believes it happened.
 const UNSUPPORTED_HEADERS: [&str; 6] = [
@@ -51,27 +51,29 @@ const UNSUPPORTED_HEADERS: [&str; 6] = [
     "x-amz-object-lock-legal-hold",
 ];
 
-pub fn headers_to_store(ctx: &Ctx) -> Result<Vec<(String, String)>, S3Error> {
+/// The headers a write stores: the standard ones and user metadata, byte
+/// for byte as received (`Content-Encoding` without `aws-chunked`).
+pub fn headers_to_store(ctx: &Ctx) -> Result<Vec<(String, HeaderBytes)>, S3Error> {
     if let Some(h) = UNSUPPORTED_HEADERS.iter().find(|h| ctx.req.headers().contains_key(**h)) {
         return Err(S3Error::NotImplemented(format!("{h} is not supported")));
     }
     let mut out = Vec::new();
     for name in STORED_HEADERS {
         let Some(v) = ctx.req.headers().get(name) else { continue };
-        let mut v = String::from_utf8_lossy(v.as_bytes()).into_owned();
-        if name == "content-encoding" {
-            v = v.split(',').map(str::trim).filter(|e| !e.is_empty() && *e != "aws-chunked").collect::<Vec<_>>().join(",");
-            if v.is_empty() {
-                continue;
-            }
-        }
-        out.push((name.to_string(), v));
+        let value = match name {
+            "content-encoding" => match stored_content_encoding(v.as_bytes()) {
+                Some(v) => v,
+                None => continue,
+            },
+            _ => v.as_bytes().to_vec(),
+        };
+        out.push((name.to_string(), HeaderBytes(value)));
     }
     let mut meta_size = 0;
     for (name, v) in ctx.req.headers() {
         if let Some(short) = name.as_str().strip_prefix("x-amz-meta-") {
             meta_size += short.len() + v.len();
-            out.push((name.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()));
+            out.push((name.as_str().to_string(), HeaderBytes::from(v.as_bytes())));
         }
     }
     if meta_size > MAX_USER_METADATA {
@@ -81,6 +83,16 @@ pub fn headers_to_store(ctx: &Ctx) -> Result<Vec<(String, String)>, S3Error> {
         None | Some("STANDARD") => Ok(out),
         Some(_) => Err(S3Error::InvalidStorageClass),
     }
+}
+
+/// `Content-Encoding` as stored: as sent, less the `aws-chunked` coding
+/// (how the upload was framed, not how the object is encoded); `None` when
+/// no other coding remains.
+fn stored_content_encoding(value: &[u8]) -> Option<Vec<u8>> {
+    let kept: Vec<&[u8]> = value.split(|&b| b == b',').filter(|c| !is_aws_chunked(c)).collect();
+    let kept = kept.join(&b","[..]);
+    let kept = kept.trim_ascii();
+    (!kept.is_empty()).then(|| kept.to_vec())
 }
 
 /// A live object's record and metadata.
@@ -311,8 +323,11 @@ fn add_stored_headers(ctx: &Ctx, resp: &mut HttpResponseBuilder, meta: &ObjectMe
     for (name, value) in &meta.headers {
         let overridden = OVERRIDES.iter().any(|(q, h)| h == name && ctx.param(q).is_some());
         if !overridden {
-            has_type |= name == "content-type";
-            resp.insert_header((name.as_str(), value.as_str()));
+            // Stored values came from request headers, so they are valid ones.
+            if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
+                has_type |= name == "content-type";
+                resp.insert_header((name.as_str(), value));
+            }
         }
     }
     for (q, h) in OVERRIDES {
@@ -384,6 +399,19 @@ mod tests {
         for bad in ["0", "4", "x", "-1"] {
             assert_eq!(part_range(&multi, bad).unwrap_err(), S3Error::InvalidPartNumber, "{bad}");
         }
+    }
+
+    #[test]
+    fn content_encoding_loses_only_aws_chunked() {
+        let stored = |v: &str| stored_content_encoding(v.as_bytes()).map(|s| String::from_utf8(s).unwrap());
+        assert_eq!(stored("deflate, gzip").as_deref(), Some("deflate, gzip"));
+        assert_eq!(stored("gzip, aws-chunked").as_deref(), Some("gzip"));
+        assert_eq!(stored("aws-chunked,gzip").as_deref(), Some("gzip"));
+        assert_eq!(stored("deflate, AWS-Chunked, gzip").as_deref(), Some("deflate, gzip"));
+        assert_eq!(stored("x-custom,  br").as_deref(), Some("x-custom,  br"));
+        assert_eq!(stored("aws-chunked"), None);
+        assert_eq!(stored(" aws-chunked , aws-chunked"), None);
+        assert_eq!(stored_content_encoding(b"gzip, x-\xe9"), Some(b"gzip, x-\xe9".to_vec()));
     }
 
     #[test]

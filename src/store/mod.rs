@@ -17,7 +17,7 @@ use rand::seq::SliceRandom;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::index::{Deleted, Files, Index, ObjectMeta, Record, Write};
+use crate::index::{Deleted, Files, HeaderBytes, Index, ObjectMeta, Record, Write};
 use crate::placement::{key2volume, needs_rebalance, new_generation};
 use crate::volume::{next_within, replica_url, ChunkTx, VolumeClient, CHUNKS_IN_FLIGHT};
 use commit::Committer;
@@ -185,7 +185,7 @@ impl Store {
     /// Write a value under a lock the caller holds: record it soft-deleted on
     /// its target volumes, stream it to all of them, then record it live with
     /// its hash and metadata. On any failure the record stays soft-deleted.
-    pub async fn write_locked<S, E>(&self, key: &[u8], len: Option<u64>, mut body: S, headers: Vec<(String, String)>) -> Result<Written>
+    pub async fn write_locked<S, E>(&self, key: &[u8], len: Option<u64>, mut body: S, headers: Vec<(String, HeaderBytes)>) -> Result<Written>
     where
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
