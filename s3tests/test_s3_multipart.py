@@ -206,6 +206,46 @@ def test_abort_removes_part_files(cluster, s3, mbucket):
     assert code(e) == "NoSuchUpload"
 
 
+def test_delete_bucket_with_uploads_in_progress(cluster, s3):
+    name = f"m-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    ups = []
+    for key in ("a", "b/c"):
+        up = s3.create_multipart_upload(Bucket=name, Key=key)["UploadId"]
+        s3.upload_part(Bucket=name, Key=key, UploadId=up, PartNumber=1, Body=os.urandom(MiB))
+        ups.append((key, up))
+    assert all(len(part_files(cluster, up)) == 2 for _, up in ups)
+    # A live object keeps the bucket, uploads and all.
+    s3.put_object(Bucket=name, Key="obj", Body=b"x")
+    with pytest.raises(ClientError) as e:
+        s3.delete_bucket(Bucket=name)
+    assert code(e) == "BucketNotEmpty"
+    assert len(s3.list_multipart_uploads(Bucket=name)["Uploads"]) == 2
+    s3.delete_object(Bucket=name, Key="obj")
+    # Uploads alone do not: they go with the bucket, part files and records.
+    assert s3.delete_bucket(Bucket=name)["ResponseMetadata"]["HTTPStatusCode"] == 204
+    with pytest.raises(ClientError) as e:
+        s3.head_bucket(Bucket=name)
+    with pytest.raises(ClientError) as e:
+        s3.create_multipart_upload(Bucket=name, Key="late")
+    assert code(e) == "NoSuchBucket"
+    deadline = time.time() + 10
+    while any(part_files(cluster, up) for _, up in ups) and time.time() < deadline:
+        time.sleep(0.05)
+    assert [p for _, up in ups for p in part_files(cluster, up)] == []
+    s3.create_bucket(Bucket=name)
+    try:
+        while s3.list_multipart_uploads(Bucket=name).get("Uploads") and time.time() < deadline:
+            time.sleep(0.05)
+        assert "Uploads" not in s3.list_multipart_uploads(Bucket=name)
+        for key, up in ups:
+            with pytest.raises(ClientError) as e:
+                s3.list_parts(Bucket=name, Key=key, UploadId=up)
+            assert code(e) == "NoSuchUpload"
+    finally:
+        remove_bucket(s3, name)
+
+
 def test_error_codes(s3, mbucket):
     bogus = "0" * 32
 

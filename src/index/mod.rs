@@ -80,6 +80,15 @@ pub struct Grant {
     pub owner: bool,
 }
 
+/// What [`Index::delete_bucket_if_empty`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BucketDelete {
+    /// A live object remains: nothing changed.
+    NotEmpty,
+    /// Deleted; these uploads (object key, upload id) were in progress in it.
+    Deleted { uploads: Vec<(Vec<u8>, String)> },
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
     #[error("index: {0}")]
@@ -339,23 +348,22 @@ impl Index {
         Ok(true)
     }
 
-    /// Delete a bucket if no live key and no multipart upload lies under
-    /// `/<name>/`, checked in the same transaction as the delete. Returns
-    /// false if not empty.
-    pub fn delete_bucket_if_empty(&self, name: &str) -> Result<bool, IndexError> {
+    /// Delete a bucket unless a live key lies under `/<name>/`, checked in
+    /// the same transaction as the delete. The multipart uploads in progress
+    /// in it are returned for the caller to abort (none can start once the
+    /// bucket is gone).
+    pub fn delete_bucket_if_empty(&self, name: &str) -> Result<BucketDelete, IndexError> {
         let mut wtxn = self.env.write_txn()?;
         let prefix = format!("/{name}/");
         for item in self.keys.prefix_iter(&wtxn, prefix.as_bytes())? {
             if Record::decode(item?.1).is_live() {
-                return Ok(false);
+                return Ok(BucketDelete::NotEmpty);
             }
         }
-        if self.uploads.prefix_iter(&wtxn, prefix.as_bytes())?.next().is_some() {
-            return Ok(false);
-        }
+        let uploads = self.upload_ids(&wtxn, prefix.as_bytes())?;
         self.buckets.delete(&mut wtxn, name.as_bytes())?;
         wtxn.commit()?;
-        Ok(true)
+        Ok(BucketDelete::Deleted { uploads })
     }
 
     /// Change a bucket in one transaction: `f` gets its info and returns
@@ -513,9 +521,9 @@ mod tests {
         assert_eq!(idx.update_bucket("none", |_| (true, ())).unwrap(), None);
         idx.put(b"/b/k", &live("v"), None).unwrap();
         idx.put(b"/bb", &live("v"), None).unwrap();
-        assert!(!idx.delete_bucket_if_empty("b").unwrap());
+        assert_eq!(idx.delete_bucket_if_empty("b").unwrap(), BucketDelete::NotEmpty);
         idx.delete(b"/b/k").unwrap();
-        assert!(idx.delete_bucket_if_empty("b").unwrap());
+        assert_eq!(idx.delete_bucket_if_empty("b").unwrap(), BucketDelete::Deleted { uploads: vec![] });
         assert_eq!(idx.buckets().unwrap(), vec![]);
     }
 

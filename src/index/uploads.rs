@@ -9,6 +9,7 @@
 
 use std::ops::Bound;
 
+use heed::RoTxn;
 use serde::{Deserialize, Serialize};
 
 use super::{HeaderBytes, Index, IndexError, Scan};
@@ -204,6 +205,18 @@ impl Index {
         })
     }
 
+    /// Object key and id of every upload whose key starts with `prefix`,
+    /// read in `txn`.
+    pub(super) fn upload_ids(&self, txn: &RoTxn, prefix: &[u8]) -> Result<Vec<(Vec<u8>, String)>, IndexError> {
+        let mut out = Vec::new();
+        for item in self.uploads.prefix_iter(txn, prefix)? {
+            if let Some((key, id)) = split_upload_key(item?.0) {
+                out.push((key.to_vec(), id.to_string()));
+            }
+        }
+        Ok(out)
+    }
+
     /// Every upload (admin listing, expiry sweep).
     pub fn all_uploads(&self) -> Result<Vec<(Vec<u8>, String, Upload)>, IndexError> {
         let mut out = Vec::new();
@@ -218,7 +231,7 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::BucketInfo;
+    use crate::index::{BucketDelete, BucketInfo, Deleted, Record};
 
     fn upload() -> Upload {
         Upload { initiated: 5, headers: vec![], checksum: Some(("CRC32".into(), "COMPOSITE".into())), targets: vec!["v:1".into()], owner: "a".into() }
@@ -240,8 +253,6 @@ mod tests {
         assert!(idx.create_upload("b", b"/b/k", ID, &upload()).unwrap());
         assert_eq!(idx.upload(b"/b/k", ID).unwrap(), Some(upload()));
         assert_eq!(idx.upload(b"/b/other", ID).unwrap(), None);
-        // A bucket with an upload is not empty.
-        assert!(!idx.delete_bucket_if_empty("b").unwrap());
         for n in [3, 1, 2, 10_000] {
             assert_eq!(idx.put_part(b"/b/k", ID, n, &part("a")).unwrap(), PartPut::Stored(None));
         }
@@ -259,7 +270,30 @@ mod tests {
         assert_eq!(idx.completed(ID).unwrap(), Some(c));
         assert_eq!(idx.purge_completed(100).unwrap(), 0);
         assert_eq!(idx.purge_completed(101).unwrap(), 1);
-        assert!(idx.delete_bucket_if_empty("b").unwrap());
+        assert_eq!(idx.delete_bucket_if_empty("b").unwrap(), BucketDelete::Deleted { uploads: vec![] });
+    }
+
+    #[test]
+    fn deleting_a_bucket_returns_its_uploads() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = Index::open(dir.path(), 1 << 26).unwrap();
+        for b in ["b", "bb"] {
+            idx.create_bucket(b, &BucketInfo { created: 1, ..Default::default() }).unwrap();
+        }
+        for (b, k, id) in [("b", &b"/b/k"[..], ID), ("b", b"/b/a/x", ID2), ("bb", b"/bb/k", ID)] {
+            idx.create_upload(b, k, id, &upload()).unwrap();
+        }
+        // Uploads alone do not keep a bucket: they are handed back to abort.
+        let want = vec![(b"/b/a/x".to_vec(), ID2.to_string()), (b"/b/k".to_vec(), ID.to_string())];
+        assert_eq!(idx.delete_bucket_if_empty("b").unwrap(), BucketDelete::Deleted { uploads: want });
+        assert_eq!(idx.bucket("b").unwrap(), None);
+        // No upload starts in a deleted bucket.
+        assert!(!idx.create_upload("b", b"/b/new", ID2, &upload()).unwrap());
+        // A live object does keep one, uploads and all.
+        let live = Record { volumes: vec!["v:1".into()], deleted: Deleted::No, hash: String::new(), gen: String::new() };
+        idx.put(b"/bb/o", &live, None).unwrap();
+        assert_eq!(idx.delete_bucket_if_empty("bb").unwrap(), BucketDelete::NotEmpty);
+        assert!(idx.bucket("bb").unwrap().is_some() && idx.upload(b"/bb/k", ID).unwrap().is_some());
     }
 
     #[test]

@@ -8,8 +8,8 @@ use super::error::S3Error;
 use super::permission::{self, Need, Principal};
 use super::router::{valid_bucket_name, BucketDefault};
 use super::xml::{self, BucketEntry, ListAllMyBucketsResult, Owner};
-use super::Ctx;
-use crate::index::{BucketInfo, Grant};
+use super::{multipart, Ctx};
+use crate::index::{BucketDelete, BucketInfo, Grant};
 use crate::store::now_secs;
 
 fn internal(e: impl std::fmt::Display) -> S3Error {
@@ -69,8 +69,17 @@ pub fn delete_bucket(ctx: &Ctx) -> Result<HttpResponse, S3Error> {
     ctx.require_bucket()?;
     let name = ctx.bucket();
     match ctx.app.store.index.delete_bucket_if_empty(name).map_err(internal)? {
-        true => Ok(HttpResponse::NoContent().finish()),
-        false => Err(S3Error::BucketNotEmpty { bucket: name.to_string() }),
+        BucketDelete::NotEmpty => Err(S3Error::BucketNotEmpty { bucket: name.to_string() }),
+        BucketDelete::Deleted { uploads } => {
+            // Uploads in progress go with the bucket, as in AWS: their files,
+            // then their records. None can start now, and a part still
+            // arriving finds its upload gone and removes its own files.
+            if !uploads.is_empty() {
+                let store = ctx.app.store.clone();
+                actix_web::rt::spawn(async move { multipart::abort_uploads(&store, uploads, "removing the deleted bucket's").await });
+            }
+            Ok(HttpResponse::NoContent().finish())
+        }
     }
 }
 

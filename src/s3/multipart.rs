@@ -503,21 +503,29 @@ pub async fn abort_upload(index: &Index, volumes: &VolumeClient, key: &[u8], id:
     Ok(true)
 }
 
+/// Abort uploads (object key, id), each under its lock. One that fails is
+/// logged (`why` says what aborted it) and left for the expiry sweep.
+/// Returns how many were aborted.
+pub async fn abort_uploads(store: &Store, uploads: Vec<(Vec<u8>, String)>, why: &str) -> usize {
+    let mut aborted = 0;
+    for (key, id) in uploads {
+        let _guard = store.locks.lock(&upload_lock(&id)).await;
+        match abort_upload(&store.index, &store.volumes, &key, &id).await {
+            Ok(true) => aborted += 1,
+            Ok(false) => {}
+            Err(e) => tracing::warn!("{why} upload {id} of {}: {e}", String::from_utf8_lossy(&key)),
+        }
+    }
+    aborted
+}
+
 /// Abort every upload initiated more than `expiry` ago; forget completions
 /// older than `COMPLETED_TTL`. Returns how many uploads were aborted.
 pub async fn sweep(store: &Store, expiry: Duration) -> Result<usize, Error> {
     let now = now_secs();
     let cutoff = now.saturating_sub(expiry.as_secs());
-    let stale: Vec<_> = store.index.all_uploads()?.into_iter().filter(|(_, _, u)| u.initiated <= cutoff).collect();
-    let mut aborted = 0;
-    for (key, id, _) in stale {
-        let _guard = store.locks.lock(&upload_lock(&id)).await;
-        match abort_upload(&store.index, &store.volumes, &key, &id).await {
-            Ok(true) => aborted += 1,
-            Ok(false) => {}
-            Err(e) => tracing::warn!("expiring upload {id} of {}: {e}", String::from_utf8_lossy(&key)),
-        }
-    }
+    let stale = store.index.all_uploads()?.into_iter().filter(|(_, _, u)| u.initiated <= cutoff).map(|(key, id, _)| (key, id));
+    let aborted = abort_uploads(store, stale.collect(), "expiring").await;
     let before = now.saturating_sub(COMPLETED_TTL.as_secs());
     blocking(&store.index, move |ix| ix.purge_completed(before)).await?;
     Ok(aborted)
