@@ -34,7 +34,8 @@ async fn dispatch(req: HttpRequest, body: web::Payload, app: web::Data<AppState>
     if s3_only || s3::is_s3_request(&req) {
         return s3::handle(req, body, app).await;
     }
-    match app.native.decide(req.peer_addr().map(|a| a.ip()), req.method().as_str()) {
+    let keyed = || !app.store.config.s3_keys.is_empty() || app.store.index.has_keys().unwrap_or(true);
+    match app.native.decide(req.peer_addr().map(|a| a.ip()), req.method().as_str(), keyed) {
         Native::Serve => native::handle(req, body, app).await,
         Native::ReadOnly => native::read_only(),
         // An anonymous S3 request.
@@ -89,6 +90,6 @@ fn startup_line(config: &Config, index_keys: usize) -> String {
         config.port,
         config.volumes.len(),
         config.replicas,
-        NativeAccess::from_config(config).describe()
+        NativeAccess::from_config(config).describe(config.s3_keys.len() + index_keys > 0)
     )
 }
