@@ -8,6 +8,7 @@ import http.client
 import threading
 import urllib.parse
 import urllib.request
+import uuid
 
 import pytest
 from botocore.exceptions import ClientError
@@ -63,6 +64,33 @@ def test_bucket_lifecycle(s3, cluster):
     with pytest.raises(ClientError) as e:
         s3.put_object(Bucket="life-cycle", Key="x", Body=b"x")
     assert code(e) == "NoSuchBucket"
+
+
+def test_list_buckets_pages(s3):
+    stem = f"lb-{uuid.uuid4().hex[:8]}-"
+    names = [f"{stem}{i}" for i in range(7)]
+    for n in names:
+        s3.create_bucket(Bucket=n)
+    try:
+        pages = list(s3.get_paginator("list_buckets").paginate(Prefix=stem, PaginationConfig={"PageSize": 3}))
+        assert [[b["Name"] for b in p["Buckets"]] for p in pages] == [names[:3], names[3:6], names[6:]]
+        assert ["ContinuationToken" in p for p in pages] == [True, True, False]
+        assert all(p["Prefix"] == stem and all(b["BucketRegion"] == "us-east-1" for b in p["Buckets"]) for p in pages)
+        r = s3.list_buckets(MaxBuckets=2, ContinuationToken=pages[0]["ContinuationToken"], Prefix=stem)
+        assert [b["Name"] for b in r["Buckets"]] == names[3:5]
+        assert [b["Name"] for b in s3.list_buckets(Prefix=stem, BucketRegion="us-east-1")["Buckets"]] == names
+        assert s3.list_buckets(Prefix=stem, BucketRegion="eu-west-1")["Buckets"] == []
+        # Without a parameter: every bucket, no paging fields.
+        r = s3.list_buckets()
+        assert set(names) <= {b["Name"] for b in r["Buckets"]}
+        assert "ContinuationToken" not in r and "Prefix" not in r and "BucketRegion" not in r["Buckets"][0]
+        for bad in ({"MaxBuckets": 10001}, {"ContinuationToken": "!!not a token!!"}):
+            with pytest.raises(ClientError) as e:
+                s3.list_buckets(**bad)
+            assert code(e) == "InvalidArgument" and status(e) == 400, bad
+    finally:
+        for n in names:
+            s3.delete_bucket(Bucket=n)
 
 
 def test_put_get_metadata_and_native_view(s3, cluster, bucket):

@@ -5,6 +5,7 @@ use actix_web::{web, HttpResponse};
 
 use super::body::Body;
 use super::error::S3Error;
+use super::list::{decode_token, encode_token};
 use super::permission::{self, Need, Principal};
 use super::router::{valid_bucket_name, BucketDefault};
 use super::xml::{self, BucketEntry, ListAllMyBucketsResult, Owner};
@@ -25,15 +26,62 @@ pub fn xml_ok(doc: String) -> HttpResponse {
     HttpResponse::Ok().content_type("application/xml").body(doc)
 }
 
+/// Largest ListBuckets page, and the page a paginated request gets by
+/// default (AWS's).
+const MAX_BUCKETS: usize = 10_000;
+
+/// ListBuckets parameters: sending any of them asks for pages (of
+/// `MAX_BUCKETS` unless `max-buckets` says) and each bucket's region.
+const LIST_BUCKETS_PARAMS: [&str; 4] = ["max-buckets", "continuation-token", "prefix", "bucket-region"];
+
 pub fn list_buckets(ctx: &Ctx) -> Result<HttpResponse, S3Error> {
+    let paged = LIST_BUCKETS_PARAMS.iter().any(|p| ctx.param(p).is_some());
+    let max = max_buckets(ctx.param("max-buckets"))?.unwrap_or(if paged { MAX_BUCKETS } else { usize::MAX });
+    let after = ctx.param("continuation-token").filter(|t| !t.is_empty()).map(decode_token).transpose()?;
+    let prefix = ctx.param("prefix");
     let mut buckets = ctx.app.store.index.buckets().map_err(internal)?;
-    // A key sees the buckets it may read.
+    // A key sees the buckets it may read; every bucket is in this region.
     buckets.retain(|(_, info)| permission::granted(&ctx.principal, info, Need::Read));
+    if ctx.param("bucket-region").is_some_and(|r| r != ctx.region()) {
+        buckets.clear();
+    }
+    let (buckets, next) = bucket_page(buckets, prefix.unwrap_or(""), after.as_deref(), max);
+    let region = paged.then(|| ctx.region().to_string());
     let doc = ListAllMyBucketsResult {
+        buckets: buckets.into_iter().map(|(name, info)| BucketEntry { name, creation_date: info.created, region: region.clone() }).collect(),
         owner: owner(ctx),
-        buckets: buckets.into_iter().map(|(name, info)| BucketEntry { name, creation_date: info.created }).collect(),
+        continuation_token: next.map(|last| encode_token(last.as_bytes())),
+        prefix: prefix.map(str::to_string),
     };
     Ok(xml_ok(doc.to_xml()))
+}
+
+/// `max-buckets`: 1 to `MAX_BUCKETS`.
+fn max_buckets(value: Option<&str>) -> Result<Option<usize>, S3Error> {
+    let Some(v) = value else { return Ok(None) };
+    match v.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX_BUCKETS).contains(&n) => Ok(Some(n)),
+        _ => Err(S3Error::InvalidArgument {
+            message: format!("Argument max-buckets must be an integer between 1 and {MAX_BUCKETS}"),
+            name: "max-buckets".into(),
+            value: v.to_string(),
+        }),
+    }
+}
+
+/// One page of buckets (given in name order): those with `prefix` named
+/// after `after`, at most `max`; and the last name when more remain.
+fn bucket_page<T>(buckets: Vec<(String, T)>, prefix: &str, after: Option<&[u8]>, max: usize) -> (Vec<(String, T)>, Option<String>) {
+    let mut page: Vec<(String, T)> = buckets
+        .into_iter()
+        .filter(|(name, _)| name.starts_with(prefix) && after.is_none_or(|a| name.as_bytes() > a))
+        .collect();
+    if page.len() <= max {
+        return (page, None);
+    }
+    page.truncate(max);
+    let last = page.last().map(|(name, _)| name.clone());
+    (page, last)
 }
 
 pub async fn create_bucket(ctx: &Ctx<'_>, payload: web::Payload) -> Result<HttpResponse, S3Error> {
@@ -148,5 +196,38 @@ fn set_policy(ctx: &Ctx, policy: Option<String>) -> Result<HttpResponse, S3Error
     }).map_err(internal)? {
         Some(()) => Ok(HttpResponse::NoContent().finish()),
         None => Err(S3Error::NoSuchBucket { bucket: ctx.bucket().to_string() }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(page: &[(String, ())]) -> Vec<&str> {
+        page.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    #[test]
+    fn bucket_pages() {
+        let all: Vec<(String, ())> = ["a1", "a2", "a3", "b1"].iter().map(|n| (n.to_string(), ())).collect();
+        let (page, next) = bucket_page(all.clone(), "", None, 2);
+        assert_eq!((names(&page), next.as_deref()), (vec!["a1", "a2"], Some("a2")));
+        let (page, next) = bucket_page(all.clone(), "", Some(b"a2"), 2);
+        assert_eq!((names(&page), next), (vec!["a3", "b1"], None));
+        let (page, next) = bucket_page(all.clone(), "a", Some(b"a1"), 10);
+        assert_eq!((names(&page), next), (vec!["a2", "a3"], None));
+        let (page, next) = bucket_page(all.clone(), "a", None, 3);
+        assert_eq!((names(&page), next), (vec!["a1", "a2", "a3"], None));
+        assert!(bucket_page(all, "c", None, 1).0.is_empty());
+    }
+
+    #[test]
+    fn max_buckets_range() {
+        assert_eq!(max_buckets(None), Ok(None));
+        assert_eq!(max_buckets(Some("1")), Ok(Some(1)));
+        assert_eq!(max_buckets(Some("10000")), Ok(Some(10_000)));
+        for bad in ["0", "10001", "-1", "x", ""] {
+            assert_eq!(max_buckets(Some(bad)).unwrap_err().aws_code(), "InvalidArgument", "{bad}");
+        }
     }
 }

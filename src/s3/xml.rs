@@ -167,27 +167,37 @@ pub struct Owner {
 pub struct BucketEntry {
     pub name: String,
     pub creation_date: u64,
+    /// Given when the request had a ListBuckets parameter, as AWS does.
+    pub region: Option<String>,
 }
 
+/// ListBuckets result, elements in the API reference's order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListAllMyBucketsResult {
-    pub owner: Owner,
     pub buckets: Vec<BucketEntry>,
+    pub owner: Owner,
+    /// Only when more buckets remain.
+    pub continuation_token: Option<String>,
+    /// The request's prefix, when it sent one.
+    pub prefix: Option<String>,
 }
 
 impl ListAllMyBucketsResult {
     pub fn to_xml(&self) -> String {
         let root = "ListAllMyBucketsResult";
         let mut d = Doc::new(root);
-        d.owner("Owner", Some(&self.owner));
         d.open("Buckets");
         for b in &self.buckets {
             d.open("Bucket");
             d.elem("Name", &b.name);
             d.date("CreationDate", b.creation_date);
+            d.opt("BucketRegion", b.region.as_deref());
             d.close("Bucket");
         }
         d.close("Buckets");
+        d.owner("Owner", Some(&self.owner));
+        d.opt("ContinuationToken", self.continuation_token.as_deref());
+        d.opt("Prefix", self.prefix.as_deref());
         d.finish(root)
     }
 }
@@ -816,20 +826,35 @@ mod tests {
 
     #[test]
     fn list_all_my_buckets() {
-        let doc = ListAllMyBucketsResult {
-            owner: Owner { id: "id1".into(), display_name: "me".into() },
-            buckets: vec![BucketEntry { name: "b1".into(), creation_date: 1_255_369_830 }],
-        }
-        .to_xml();
+        let owner = Owner { id: "id1".into(), display_name: "me".into() };
+        let b1 = BucketEntry { name: "b1".into(), creation_date: 1_255_369_830, region: None };
+        let doc = ListAllMyBucketsResult { buckets: vec![b1.clone()], owner: owner.clone(), continuation_token: None, prefix: None }.to_xml();
         assert_eq!(
             doc,
             format!(
-                "{}<Owner><ID>id1</ID><DisplayName>me</DisplayName></Owner><Buckets><Bucket><Name>b1</Name>\
-                 <CreationDate>2009-10-12T17:50:30.000Z</CreationDate></Bucket></Buckets></ListAllMyBucketsResult>",
+                "{}<Buckets><Bucket><Name>b1</Name><CreationDate>2009-10-12T17:50:30.000Z</CreationDate></Bucket></Buckets>\
+                 <Owner><ID>id1</ID><DisplayName>me</DisplayName></Owner></ListAllMyBucketsResult>",
                 head("ListAllMyBucketsResult")
             )
         );
         well_formed(&doc, "ListAllMyBucketsResult");
+        let paged = ListAllMyBucketsResult {
+            buckets: vec![BucketEntry { region: Some("us-east-1".into()), ..b1 }],
+            owner,
+            continuation_token: Some("YjE=".into()),
+            prefix: Some("b&".into()),
+        }
+        .to_xml();
+        assert_eq!(
+            paged,
+            format!(
+                "{}<Buckets><Bucket><Name>b1</Name><CreationDate>2009-10-12T17:50:30.000Z</CreationDate><BucketRegion>us-east-1</BucketRegion>\
+                 </Bucket></Buckets><Owner><ID>id1</ID><DisplayName>me</DisplayName></Owner><ContinuationToken>YjE=</ContinuationToken>\
+                 <Prefix>b&amp;</Prefix></ListAllMyBucketsResult>",
+                head("ListAllMyBucketsResult")
+            )
+        );
+        well_formed(&paged, "ListAllMyBucketsResult");
     }
 
     #[test]
