@@ -8,6 +8,7 @@ use super::error::S3Error;
 use super::list::{decode_token, encode_token};
 use super::permission::{self, Need, Principal};
 use super::router::{valid_bucket_name, BucketDefault};
+use super::sigv4;
 use super::xml::{self, BucketEntry, ListAllMyBucketsResult, Owner};
 use super::{multipart, Ctx};
 use crate::index::{BucketDelete, BucketInfo, Grant};
@@ -91,7 +92,7 @@ pub async fn create_bucket(ctx: &Ctx<'_>, payload: web::Payload) -> Result<HttpR
     }
     // Any location is accepted: there is one location.
     let body = Body::new(ctx.req, payload, &ctx.auth)?.read_all().await?;
-    xml::parse_create_bucket_configuration(&body)?;
+    let location = xml::parse_create_bucket_configuration(&body)?;
     // The creator owns it; a key made by `mkv key` gets every permission.
     let mut info = BucketInfo { created: now_secs(), owner: Some(ctx.principal.id().to_string()), ..Default::default() };
     if let Principal::Key(id) = &ctx.principal {
@@ -99,13 +100,23 @@ pub async fn create_bucket(ctx: &Ctx<'_>, payload: web::Payload) -> Result<HttpR
     }
     let owned = name.to_string();
     let created = ctx.app.store.index_write(move |ix| ix.create_bucket(&owned, &info)).await;
+    let done = || HttpResponse::Ok().insert_header(("Location", format!("/{name}"))).finish();
     if created.map_err(internal)? {
-        return Ok(HttpResponse::Ok().insert_header(("Location", format!("/{name}"))).finish());
+        return Ok(done());
     }
+    let signed = sigv4::signed_region(ctx.header("authorization"), ctx.param("X-Amz-Credential"));
     match ctx.require(Need::Owner, name, None) {
+        // AWS's legacy answer in us-east-1: success, and nothing changes.
+        Ok(()) if in_us_east_1(signed.as_deref().unwrap_or(ctx.region()), location.as_deref()) => Ok(done()),
         Ok(()) => Err(S3Error::BucketAlreadyOwnedByYou { bucket: name.to_string() }),
         Err(_) => Err(S3Error::BucketAlreadyExists { bucket: name.to_string() }),
     }
+}
+
+/// Whether a CreateBucket is in us-east-1: sent there (`region`: the one it
+/// was signed for, else ours) and asking for no other location.
+fn in_us_east_1(region: &str, location: Option<&str>) -> bool {
+    region == "us-east-1" && location.is_none_or(|l| l == "us-east-1")
 }
 
 pub fn head_bucket(ctx: &Ctx) -> Result<HttpResponse, S3Error> {
@@ -219,6 +230,14 @@ mod tests {
         let (page, next) = bucket_page(all.clone(), "a", None, 3);
         assert_eq!((names(&page), next), (vec!["a1", "a2", "a3"], None));
         assert!(bucket_page(all, "c", None, 1).0.is_empty());
+    }
+
+    #[test]
+    fn legacy_region() {
+        assert!(in_us_east_1("us-east-1", None));
+        assert!(in_us_east_1("us-east-1", Some("us-east-1")));
+        assert!(!in_us_east_1("us-east-1", Some("eu-west-1")));
+        assert!(!in_us_east_1("eu-west-1", None));
     }
 
     #[test]

@@ -490,6 +490,17 @@ pub fn parse_authorization(header_value: &str) -> Result<AuthHeader, AuthError> 
     })
 }
 
+/// The region a SigV4 request was signed for (its credential scope), from
+/// its `Authorization` header or `X-Amz-Credential` parameter; `None` when
+/// neither holds one (SigV2 names no region).
+pub fn signed_region(authorization: Option<&str>, x_amz_credential: Option<&str>) -> Option<String> {
+    let credential = match authorization.and_then(|a| parse_authorization(a).ok()) {
+        Some(header) => header.credential,
+        None => parse_credential(x_amz_credential?).ok()?,
+    };
+    Some(credential.region)
+}
+
 // ---------------------------------------------------------------------------
 // Time
 
@@ -1042,6 +1053,15 @@ mod tests {
 
     fn suite_sts(hash: &str) -> String {
         format!("AWS4-HMAC-SHA256\n{SUITE_DATE}\n{SUITE_SCOPE}\n{hash}")
+    }
+
+    #[test]
+    fn signed_regions() {
+        let header = "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/eu-west-1/s3/aws4_request, SignedHeaders=host, Signature=00";
+        assert_eq!(signed_region(Some(header), None).as_deref(), Some("eu-west-1"));
+        assert_eq!(signed_region(None, Some("AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request")).as_deref(), Some("us-east-1"));
+        assert_eq!(signed_region(Some("AWS AKIAIOSFODNN7EXAMPLE:c2lnbmF0dXJl"), None), None);
+        assert_eq!(signed_region(None, None), None);
     }
 
     #[test]
