@@ -248,6 +248,14 @@ fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
         .map_err(|_| format!("{s:?} is not an address or a network (examples: 127.0.0.1, 10.0.0.0/8, ::1)"))
 }
 
+/// How log lines look (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    /// One JSON object a line.
+    Json,
+}
+
 fn parse_s3_key(s: &str) -> Result<(String, String), String> {
     match s.split_once(':') {
         Some((a, k)) if !a.is_empty() && !k.is_empty() => Ok((a.to_string(), k.to_string())),
@@ -327,9 +335,13 @@ pub struct Config {
     /// volumes, so that redirects and reads already under way still find them.
     #[arg(long, global = true, env = "MKV_DELETE_GRACE", default_value = "60s", value_parser = parse_duration)]
     pub delete_grace: Duration,
-    /// Log every request.
+    /// Log at info level everywhere (default: warnings, and the request
+    /// log). MKV_LOG or RUST_LOG, when set, decide instead.
     #[arg(short = 'v', long, global = true, env = "MKV_VERBOSE")]
     pub verbose: bool,
+    /// Log lines as text or json.
+    #[arg(long, global = true, env = "MKV_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
 }
 
 impl Config {
@@ -460,6 +472,13 @@ mod tests {
         let c = p("mkv uploads abort --older-than 1d a b");
         let Command::Uploads(UploadsArgs { action: UploadsAction::Abort { ids, older_than }, .. }) = c.command else { panic!("not abort") };
         assert_eq!((ids.len(), older_than), (2, Some(Duration::from_secs(86400))));
+    }
+
+    #[test]
+    fn log_format() {
+        assert_eq!(p("mkv server").config.log_format, LogFormat::Text);
+        assert_eq!(p("mkv -log-format json server").config.log_format, LogFormat::Json);
+        assert!(parse(["mkv", "server", "--log-format", "xml"].map(String::from)).is_err());
     }
 
     #[test]

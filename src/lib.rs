@@ -7,6 +7,7 @@ pub mod config;
 pub mod error;
 pub mod index;
 pub mod native;
+pub mod observe;
 pub mod placement;
 pub mod s3;
 pub mod server;

@@ -16,11 +16,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let level = if cli.config.verbose { "info" } else { "warn" };
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MKV_LOG").unwrap_or_else(|_| level.into()))
-        .with_writer(std::io::stderr)
-        .init();
+    init_logs(&cli.config);
     let json = cli.command.json();
     let admin = match cli.command {
         Command::Server => {
@@ -43,6 +39,20 @@ fn main() -> ExitCode {
         // The report, with every failure, is printed already.
         Ok(false) => ExitCode::FAILURE,
         Err(e) => fail(e),
+    }
+}
+
+/// Warnings and the request log (target `mkv::request`) by default, info
+/// everywhere with -v; MKV_LOG, else RUST_LOG, overrides both.
+fn init_logs(config: &config::Config) {
+    use tracing_subscriber::EnvFilter;
+    let default = if config.verbose { "info" } else { "warn,mkv::request=info" };
+    let filter = EnvFilter::try_from_env("MKV_LOG").or_else(|_| EnvFilter::try_from_default_env()).unwrap_or_else(|_| default.into());
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    match config.log_format {
+        config::LogFormat::Text => logs.init(),
+        config::LogFormat::Json => logs.json().init(),
     }
 }
 

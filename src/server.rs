@@ -8,6 +8,7 @@ use crate::access::{Native, NativeAccess};
 use crate::config::Config;
 use crate::index::Index;
 use crate::native;
+use crate::observe;
 use crate::s3;
 use crate::store::Store;
 
@@ -27,9 +28,6 @@ pub fn open_store(config: &Config) -> Result<Store, String> {
 }
 
 async fn dispatch(req: HttpRequest, body: web::Payload, app: web::Data<AppState>) -> HttpResponse {
-    if app.store.config.verbose {
-        tracing::info!("{} {}", req.method(), s3::loggable_uri(req.uri()));
-    }
     let s3_only = app.s3_only_port.is_some() && app.s3_only_port == Some(req.app_config().local_addr().port());
     if s3_only || s3::is_s3_request(&req) {
         return s3::handle(req, body, app).await;
@@ -50,7 +48,7 @@ pub fn serve(store: Store, listener: std::net::TcpListener, s3_listener: Option<
     let s3_only_port = s3_listener.as_ref().map(|l| l.local_addr().map(|a| a.port())).transpose()?;
     let native = NativeAccess::from_config(&store.config);
     let state = web::Data::new(AppState { store, s3_only_port, native });
-    let mut server = HttpServer::new(move || App::new().app_data(state.clone()).default_service(web::to(dispatch))).listen(listener)?;
+    let mut server = HttpServer::new(move || App::new().app_data(state.clone()).wrap_fn(observe::request).default_service(web::to(dispatch))).listen(listener)?;
     if let Some(l) = s3_listener {
         server = server.listen(l)?;
     }

@@ -19,7 +19,7 @@ pub mod xml;
 
 use std::time::SystemTime;
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 
 use crate::server::AppState;
 use crate::urlenc::percent_decode;
@@ -130,7 +130,9 @@ pub fn mkv_key(bucket: &str, key: &str) -> Vec<u8> {
     format!("/{bucket}/{key}").into_bytes()
 }
 
-fn new_request_id() -> String {
+/// The `x-amz-request-id` of an S3 answer; native requests get one too
+/// (the request log's id).
+pub fn new_request_id() -> String {
     hex::encode_upper(rand::random::<[u8; 8]>())
 }
 
@@ -214,6 +216,8 @@ async fn serve(req: &HttpRequest, payload: web::Payload, app: &AppState, request
         .map_err(|_| S3Error::InvalidRequest("the path is not valid UTF-8".into()))?;
     let names: Vec<&str> = query.iter().map(|(k, _)| k.as_str()).collect();
     let route = router::route(req.method().as_str(), &path, &names, header(req, "x-amz-copy-source").is_some(), virtual_bucket)?;
+    // For the request log and metrics (operation and bucket).
+    req.extensions_mut().insert(route.clone());
     let ctx = Ctx { app, req, auth, principal, route, query, request_id: request_id.to_string() };
     authorize(&ctx)?;
     match ctx.route.op.clone() {

@@ -37,6 +37,42 @@ pub enum Op {
     NotImplemented(&'static str),
 }
 
+impl Op {
+    /// The operation's name in logs and metrics (a bounded set).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::ListBuckets => "ListBuckets",
+            Op::CreateBucket => "CreateBucket",
+            Op::GetBucketPolicy => "GetBucketPolicy",
+            Op::PutBucketPolicy => "PutBucketPolicy",
+            Op::DeleteBucketPolicy => "DeleteBucketPolicy",
+            Op::HeadBucket => "HeadBucket",
+            Op::DeleteBucket => "DeleteBucket",
+            Op::GetBucketLocation => "GetBucketLocation",
+            Op::GetBucketVersioning => "GetBucketVersioning",
+            Op::GetBucketDefault(_) => "GetBucketConfiguration",
+            Op::ListObjects => "ListObjects",
+            Op::ListObjectsV2 => "ListObjectsV2",
+            Op::ListObjectVersions => "ListObjectVersions",
+            Op::ListMultipartUploads => "ListMultipartUploads",
+            Op::DeleteObjects => "DeleteObjects",
+            Op::GetObject => "GetObject",
+            Op::HeadObject => "HeadObject",
+            Op::PutObject => "PutObject",
+            Op::CopyObject => "CopyObject",
+            Op::DeleteObject => "DeleteObject",
+            Op::CreateMultipartUpload => "CreateMultipartUpload",
+            Op::UploadPart => "UploadPart",
+            Op::UploadPartCopy => "UploadPartCopy",
+            Op::CompleteMultipartUpload => "CompleteMultipartUpload",
+            Op::AbortMultipartUpload => "AbortMultipartUpload",
+            Op::ListParts => "ListParts",
+            Op::GetObjectAcl => "GetObjectAcl",
+            Op::NotImplemented(_) => "NotImplemented",
+        }
+    }
+}
+
 /// Bucket sub-resources that SDKs probe, with what AWS answers for a bucket
 /// that has none configured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,50 @@
+"""Operations: the request log."""
+
+import json
+import time
+import urllib.request
+import uuid
+
+from conftest import client, temp_cluster
+
+
+def request_lines(cluster):
+    lines = (cluster.base / "server.log").read_text().splitlines()
+    return [json.loads(l) for l in lines if l.startswith("{") and '"mkv::request"' in l]
+
+
+def wait_lines(cluster, n):
+    """The log line is written once the response is sent: wait for it."""
+    deadline = time.time() + 5
+    while len(request_lines(cluster)) < n and time.time() < deadline:
+        time.sleep(0.05)
+    return request_lines(cluster)
+
+
+def test_request_log_json_s3_and_native():
+    with temp_cluster(extra_env={"MKV_LOG_FORMAT": "json"}) as c:
+        s3 = client(c)
+        bucket = f"t-{uuid.uuid4().hex[:12]}"
+        s3.create_bucket(Bucket=bucket)
+        s3.put_object(Bucket=bucket, Key="a", Body=b"x" * 1000)
+        url = client(c, signature_version="s3v4").generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "a"})
+        assert urllib.request.urlopen(url).read() == b"x" * 1000
+        signature = url.split("X-Amz-Signature=")[1].split("&")[0]
+        req = urllib.request.Request(f"{c.endpoint}/native/key", data=b"hello", method="PUT")
+        assert urllib.request.urlopen(req).status == 201
+        lines = wait_lines(c, 4)
+        assert len(lines) == 4, lines
+        assert all(l["level"] == "INFO" for l in lines)
+        f = [l["fields"] for l in lines]
+        assert [(x["api"], x["operation"], x["status"]) for x in f] == [
+            ("s3", "CreateBucket", 200), ("s3", "PutObject", 200), ("s3", "GetObject", 200), ("native", "PUT", 201)]
+        put, get, native = f[1], f[2], f[3]
+        assert put["bucket"] == bucket and put["bytes_in"] == 1000 and put["peer"].startswith("127.0.0.1:")
+        assert get["bytes_out"] == 1000 and get["duration_ms"] >= 0
+        assert native["bytes_in"] == 5 and native["bucket"] == "-" and len(native["request_id"]) == 16
+        # The same id as the client saw, and no presigned credentials.
+        head = s3.head_object(Bucket=bucket, Key="a")
+        line = wait_lines(c, 5)[-1]["fields"]
+        assert line["request_id"] == head["ResponseMetadata"]["RequestId"]
+        assert "X-Amz-Signature=REDACTED" in get["uri"]
+        assert signature not in (c.base / "server.log").read_text()

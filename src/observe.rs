@@ -1,0 +1,150 @@
+//! The request log: one middleware around every request of the main and S3
+//! listeners. A request's line is written when its response body has been
+//! sent (or the client went away), so durations and byte counts include
+//! streamed bodies.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use actix_web::body::{BodySize, BoxBody, MessageBody};
+use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse};
+use actix_web::{Error, HttpMessage};
+use bytes::Bytes;
+use futures::StreamExt;
+
+use crate::s3::{self, router::Route};
+
+/// Native methods named in logs; any other is `OTHER` (a bounded set).
+const NATIVE_OPS: [&str; 6] = ["GET", "HEAD", "PUT", "DELETE", "UNLINK", "REBALANCE"];
+
+/// One request, logged when dropped.
+struct Exchange {
+    start: Instant,
+    request_id: String,
+    peer: String,
+    method: String,
+    /// Presigned credentials redacted.
+    uri: String,
+    api: &'static str,
+    operation: &'static str,
+    bucket: Option<String>,
+    status: u16,
+    bytes_in: Arc<AtomicU64>,
+    bytes_out: u64,
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        let ms = (self.start.elapsed().as_secs_f64() * 1e6).round() / 1e3;
+        tracing::info!(
+            target: "mkv::request",
+            request_id = %self.request_id,
+            peer = %self.peer,
+            api = %self.api,
+            operation = %self.operation,
+            bucket = %self.bucket.as_deref().unwrap_or("-"),
+            method = %self.method,
+            uri = %self.uri,
+            status = self.status,
+            bytes_in = self.bytes_in.load(Ordering::Relaxed),
+            bytes_out = self.bytes_out,
+            duration_ms = ms,
+        );
+    }
+}
+
+fn native_op(method: &str) -> &'static str {
+    NATIVE_OPS.into_iter().find(|m| *m == method).unwrap_or("OTHER")
+}
+
+/// The middleware (`App::wrap_fn`): counts the bytes of the request body as
+/// the handler reads them, and those of the response body as they are sent.
+pub fn request<S>(mut req: ServiceRequest, srv: &S) -> impl Future<Output = Result<ServiceResponse<Observed>, Error>> + 'static
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<BoxBody>, Error = Error>,
+    S::Future: 'static,
+{
+    let bytes_in = Arc::new(AtomicU64::new(0));
+    let counted = bytes_in.clone();
+    let payload = req.take_payload().inspect(move |chunk| {
+        if let Ok(b) = chunk {
+            counted.fetch_add(b.len() as u64, Ordering::Relaxed);
+        }
+    });
+    req.set_payload(Payload::Stream { payload: Box::pin(payload) });
+    let method = req.method().as_str().to_string();
+    let mut exchange = Exchange {
+        start: Instant::now(),
+        // An S3 answer's replaces it.
+        request_id: s3::new_request_id(),
+        peer: req.peer_addr().map_or("-".into(), |a| a.to_string()),
+        operation: native_op(&method),
+        method,
+        uri: s3::loggable_uri(req.uri()),
+        api: "native",
+        bucket: None,
+        status: 0,
+        bytes_in,
+        bytes_out: 0,
+    };
+    let answer = srv.call(req);
+    async move {
+        let res = match answer.await {
+            Ok(res) => res,
+            Err(e) => {
+                exchange.status = e.as_response_error().status_code().as_u16();
+                drop(exchange);
+                return Err(e);
+            }
+        };
+        exchange.status = res.status().as_u16();
+        // An S3 answer carries its request id; the route, when the request
+        // got that far, names the operation.
+        if let Some(id) = res.headers().get("x-amz-request-id").and_then(|v| v.to_str().ok()) {
+            exchange.api = "s3";
+            exchange.request_id = id.to_string();
+            let route = res.request().extensions().get::<Route>().map(|r| (r.op.name(), r.bucket.clone()));
+            (exchange.operation, exchange.bucket) = route.unwrap_or(("Unknown", None));
+        }
+        Ok(res.map_body(|_, body| Observed { body, exchange }))
+    }
+}
+
+/// A response body that counts what is sent and logs the request when it
+/// is done with.
+pub struct Observed {
+    body: BoxBody,
+    exchange: Exchange,
+}
+
+impl MessageBody for Observed {
+    type Error = <BoxBody as MessageBody>::Error;
+
+    fn size(&self) -> BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        let this = &mut *self;
+        let next = Pin::new(&mut this.body).poll_next(cx);
+        if let Poll::Ready(Some(Ok(chunk))) = &next {
+            this.exchange.bytes_out += chunk.len() as u64;
+        }
+        next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn native_operations_are_a_bounded_set() {
+        assert_eq!(native_op("UNLINK"), "UNLINK");
+        assert_eq!(native_op("PROPFIND"), "OTHER");
+    }
+}
