@@ -7,6 +7,12 @@
 //! v2 continuation token, v1 `marker`, v2 `start-after`, `key-marker`). A
 //! common prefix that sorts at or before the marker is never listed again, so
 //! no prefix appears on two pages.
+//!
+//! `encoding-type=url` encodes exactly the fields botocore decodes (it asks
+//! for the encoding on every listing): v1 `Key`, `CommonPrefixes`,
+//! `Delimiter`, `Marker`, `NextMarker` (not `Prefix`, as AWS); v2 `Key`,
+//! `CommonPrefixes`, `Delimiter`, `Prefix`, `StartAfter`; versions `Key`,
+//! `CommonPrefixes`, `Delimiter`, `Prefix`, `KeyMarker`, `NextKeyMarker`.
 
 use actix_web::{web, HttpResponse};
 use base64::Engine as _;
@@ -359,7 +365,8 @@ pub async fn list_objects_v1(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
     let next = listed.page.next.as_deref();
     let doc = ListBucketResult {
         name: ctx.bucket().to_string(),
-        prefix: q.enc(q.prefix.as_bytes()),
+        // v1 never encodes its Prefix (AWS; botocore decodes it only in v2).
+        prefix: q.prefix.clone(),
         delimiter: q.delimiter.as_deref().map(|d| q.enc(d.as_bytes())),
         max_keys: q.max_keys as u32,
         is_truncated: next.is_some(),
