@@ -435,6 +435,23 @@ def test_presigned_urls(cluster, s3, bucket):
     assert e.value.code == 403
 
 
+def test_presigned_expiry_edges(cluster, s3, bucket):
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    week = b"X-Amz-Expires must be less than a week (in seconds); that is, the given X-Amz-Expires must be less than 604800 seconds"
+    for expires, want, error, message in [
+        (0, 403, b"AccessDenied", b"Request has expired"),
+        (-1, 400, b"AuthorizationQueryParametersError", b"X-Amz-Expires must be non-negative"),
+        (604801, 400, b"AuthorizationQueryParametersError", week),
+    ]:
+        url = rawsig.presign_v4(cluster.port, ACCESS, SECRET, "GET", f"/{bucket}/k", expires, now)
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(url)
+        body = e.value.read()
+        assert (e.value.code, f"<Code>{error.decode()}</Code>".encode() in body, message in body) == (want, True, True), expires
+    assert urllib.request.urlopen(rawsig.presign_v4(cluster.port, ACCESS, SECRET, "GET", f"/{bucket}/k", 604800, now)).read() == b"x"
+
+
 def test_aws_cli(cluster, bucket, tmp_path):
     src = tmp_path / "small.txt"
     src.write_bytes(b"aws cli body\n" * 100)

@@ -726,6 +726,19 @@ fn verify_v4_header(
     })
 }
 
+/// `X-Amz-Expires`: whole seconds, 0 to 7 days, refused with AWS's messages.
+fn presigned_expires(value: &str) -> Result<u64, AuthError> {
+    let bad = |m: &str| AuthError::AuthorizationQueryParametersError(m.to_string());
+    let seconds: i64 = value.parse().map_err(|_| bad("X-Amz-Expires should be a number"))?;
+    match u64::try_from(seconds) {
+        Err(_) => Err(bad("X-Amz-Expires must be non-negative")),
+        Ok(s) if s > MAX_PRESIGNED_EXPIRES => Err(bad(
+            "X-Amz-Expires must be less than a week (in seconds); that is, the given X-Amz-Expires must be less than 604800 seconds",
+        )),
+        Ok(s) => Ok(s),
+    }
+}
+
 fn verify_v4_query(
     parts: &RequestParts<'_>,
     query: &[(String, String)],
@@ -754,13 +767,7 @@ fn verify_v4_query(
     let time = parse_amz_date(amz_date)
         .ok_or_else(|| bad("X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"".to_string()))?;
     check_scope(&cred, amz_date, region_check).map_err(|m| bad(format!("Error parsing the X-Amz-Credential parameter; {m}")))?;
-    let expires: u64 = expires.parse().map_err(|_| bad("X-Amz-Expires should be a number".to_string()))?;
-    if expires > MAX_PRESIGNED_EXPIRES {
-        return Err(bad(
-            "X-Amz-Expires must be less than a week (in seconds) that is, the given X-Amz-Expires must be less than 604800 seconds"
-                .to_string(),
-        ));
-    }
+    let expires = presigned_expires(expires)?;
     let signed = parse_signed_headers(signed).ok_or_else(|| bad("X-Amz-SignedHeaders is empty or has an empty name".to_string()))?;
     if !signed.iter().any(|h| h == "host") {
         return Err(bad("X-Amz-SignedHeaders must include host".to_string()));
@@ -775,7 +782,8 @@ fn verify_v4_query(
     if time > now.saturating_add(MAX_SKEW_SECS as i64) {
         return Err(AuthError::NotYetValid);
     }
-    if now > time.saturating_add(expires as i64) {
+    // Valid for `expires` seconds from its date: 0 is expired at once.
+    if now >= time.saturating_add(expires as i64) {
         return Err(AuthError::Expired);
     }
     let (_, plus) = check_v4_signature(
@@ -1449,6 +1457,28 @@ mod tests {
         both.push(("authorization".into(), doc_auth("host", "00")));
         let e = verify(&parts("GET", "/test.txt", PRESIGNED_QUERY, &both), lookup, at(DOC_DATE), None).unwrap_err();
         assert_eq!(e, AuthError::MultipleMechanisms);
+    }
+
+    #[test]
+    fn presigned_expiry_edges() {
+        let headers = hdrs(&[("host", "examplebucket.s3.amazonaws.com")]);
+        let refused = |expires: &str| {
+            let query = PRESIGNED_QUERY.replace("X-Amz-Expires=86400", &format!("X-Amz-Expires={expires}"));
+            let e = verify(&parts("GET", "/test.txt", &query, &headers), lookup, at(DOC_DATE), None).unwrap_err();
+            (e.aws_code(), e.status(), e.message())
+        };
+        // 0 is expired at the URL's own date; AWS refuses the others as parameters.
+        assert_eq!(refused("0"), ("AccessDenied", 403, "Request has expired".to_string()));
+        assert_eq!(refused("-1"), ("AuthorizationQueryParametersError", 400, "X-Amz-Expires must be non-negative".to_string()));
+        let week = "X-Amz-Expires must be less than a week (in seconds); that is, the given X-Amz-Expires must be less than 604800 seconds";
+        assert_eq!(refused("604801"), ("AuthorizationQueryParametersError", 400, week.to_string()));
+        assert_eq!(refused("1.5").1, 400);
+        // A week is allowed: only the (changed) signature fails.
+        assert_eq!(refused("604800").0, "SignatureDoesNotMatch");
+        // Valid for exactly X-Amz-Expires seconds.
+        let p = parts("GET", "/test.txt", PRESIGNED_QUERY, &headers);
+        assert!(verify(&p, lookup, at("20130524T235959Z"), None).is_ok());
+        assert_eq!(verify(&p, lookup, at("20130525T000000Z"), None).unwrap_err(), AuthError::Expired);
     }
 
     #[test]
