@@ -5,7 +5,7 @@ import time
 import urllib.request
 import uuid
 
-from conftest import client, temp_cluster
+from conftest import client, free_port, temp_cluster
 
 
 def request_lines(cluster):
@@ -48,3 +48,26 @@ def test_request_log_json_s3_and_native():
         assert line["request_id"] == head["ResponseMetadata"]["RequestId"]
         assert "X-Amz-Signature=REDACTED" in get["uri"]
         assert signature not in (c.base / "server.log").read_text()
+
+
+def test_metrics_name_s3_operations_never_buckets():
+    admin = free_port()
+    with temp_cluster(extra_args=["--admin-port", str(admin)]) as c:
+        s3 = client(c)
+        bucket = f"t-{uuid.uuid4().hex[:12]}"
+        s3.create_bucket(Bucket=bucket)
+        s3.put_object(Bucket=bucket, Key="a", Body=b"x" * 100)
+        up = s3.create_multipart_upload(Bucket=bucket, Key="m")
+        want = ['mkv_requests_total{api="s3",operation="PutObject",status="2xx"} 1',
+                'mkv_requests_total{api="s3",operation="CreateMultipartUpload",status="2xx"} 1',
+                "mkv_multipart_uploads_in_progress 1", "mkv_index_keys 1"]
+        deadline = time.time() + 5
+        while True:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics").read().decode()
+            if all(w in text.splitlines() for w in want) or time.time() > deadline:
+                break
+            time.sleep(0.05)
+        assert all(w in text.splitlines() for w in want), text
+        assert bucket not in text
+        s3.abort_multipart_upload(Bucket=bucket, Key="m", UploadId=up["UploadId"])
+        assert "admin: /metrics, /health, /ready on 127.0.0.1:" in (c.base / "server.log").read_text()

@@ -339,6 +339,13 @@ pub struct Config {
     /// log). MKV_LOG or RUST_LOG, when set, decide instead.
     #[arg(short = 'v', long, global = true, env = "MKV_VERBOSE")]
     pub verbose: bool,
+    /// Serve /metrics, /health and /ready on this port (unauthenticated:
+    /// see --admin-bind).
+    #[arg(long, global = true, env = "MKV_ADMIN_PORT")]
+    pub admin_port: Option<u16>,
+    /// Address of the --admin-port listener.
+    #[arg(long, global = true, env = "MKV_ADMIN_BIND", default_value = "127.0.0.1")]
+    pub admin_bind: String,
     /// Log lines as text or json.
     #[arg(long, global = true, env = "MKV_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -479,6 +486,14 @@ mod tests {
         assert_eq!(p("mkv server").config.log_format, LogFormat::Text);
         assert_eq!(p("mkv -log-format json server").config.log_format, LogFormat::Json);
         assert!(parse(["mkv", "server", "--log-format", "xml"].map(String::from)).is_err());
+    }
+
+    #[test]
+    fn admin_listener() {
+        let c = p("mkv server").config;
+        assert_eq!((c.admin_port, c.admin_bind.as_str()), (None, "127.0.0.1"));
+        let c = p("mkv -admin-port 9100 -admin-bind 0.0.0.0 server").config;
+        assert_eq!((c.admin_port, c.admin_bind.as_str()), (Some(9100), "0.0.0.0"));
     }
 
     #[test]

@@ -6,6 +6,8 @@ pub mod bench;
 pub mod config;
 pub mod error;
 pub mod index;
+pub mod metrics;
+pub mod monitor;
 pub mod native;
 pub mod observe;
 pub mod placement;

@@ -1,7 +1,7 @@
-//! The request log: one middleware around every request of the main and S3
-//! listeners. A request's line is written when its response body has been
-//! sent (or the client went away), so durations and byte counts include
-//! streamed bodies.
+//! The request log and request metrics: one middleware around every request
+//! of the main and S3 listeners. A request is logged and counted when its
+//! response body has been sent (or the client went away), so durations and
+//! byte counts include streamed bodies.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,13 +16,15 @@ use actix_web::{Error, HttpMessage};
 use bytes::Bytes;
 use futures::StreamExt;
 
+use crate::metrics::Metrics;
 use crate::s3::{self, router::Route};
 
-/// Native methods named in logs; any other is `OTHER` (a bounded set).
+/// Native methods named in logs and metrics; any other is `OTHER` (a bounded set).
 const NATIVE_OPS: [&str; 6] = ["GET", "HEAD", "PUT", "DELETE", "UNLINK", "REBALANCE"];
 
-/// One request, logged when dropped.
+/// One request, logged and counted when dropped.
 struct Exchange {
+    metrics: Arc<Metrics>,
     start: Instant,
     request_id: String,
     peer: String,
@@ -39,7 +41,10 @@ struct Exchange {
 
 impl Drop for Exchange {
     fn drop(&mut self) {
-        let ms = (self.start.elapsed().as_secs_f64() * 1e6).round() / 1e3;
+        let took = self.start.elapsed();
+        let bytes_in = self.bytes_in.load(Ordering::Relaxed);
+        self.metrics.request_done(self.api, self.operation, self.status, bytes_in, self.bytes_out, took);
+        let ms = (took.as_secs_f64() * 1e6).round() / 1e3;
         tracing::info!(
             target: "mkv::request",
             request_id = %self.request_id,
@@ -50,7 +55,7 @@ impl Drop for Exchange {
             method = %self.method,
             uri = %self.uri,
             status = self.status,
-            bytes_in = self.bytes_in.load(Ordering::Relaxed),
+            bytes_in,
             bytes_out = self.bytes_out,
             duration_ms = ms,
         );
@@ -63,7 +68,7 @@ fn native_op(method: &str) -> &'static str {
 
 /// The middleware (`App::wrap_fn`): counts the bytes of the request body as
 /// the handler reads them, and those of the response body as they are sent.
-pub fn request<S>(mut req: ServiceRequest, srv: &S) -> impl Future<Output = Result<ServiceResponse<Observed>, Error>> + 'static
+pub fn request<S>(mut req: ServiceRequest, srv: &S, metrics: Arc<Metrics>) -> impl Future<Output = Result<ServiceResponse<Observed>, Error>> + 'static
 where
     S: Service<ServiceRequest, Response = ServiceResponse<BoxBody>, Error = Error>,
     S::Future: 'static,
@@ -77,7 +82,9 @@ where
     });
     req.set_payload(Payload::Stream { payload: Box::pin(payload) });
     let method = req.method().as_str().to_string();
+    metrics.request_started();
     let mut exchange = Exchange {
+        metrics,
         start: Instant::now(),
         // An S3 answer's replaces it.
         request_id: s3::new_request_id(),

@@ -7,6 +7,7 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use crate::access::{Native, NativeAccess};
 use crate::config::Config;
 use crate::index::Index;
+use crate::monitor;
 use crate::native;
 use crate::observe;
 use crate::s3;
@@ -48,7 +49,14 @@ pub fn serve(store: Store, listener: std::net::TcpListener, s3_listener: Option<
     let s3_only_port = s3_listener.as_ref().map(|l| l.local_addr().map(|a| a.port())).transpose()?;
     let native = NativeAccess::from_config(&store.config);
     let state = web::Data::new(AppState { store, s3_only_port, native });
-    let mut server = HttpServer::new(move || App::new().app_data(state.clone()).wrap_fn(observe::request).default_service(web::to(dispatch))).listen(listener)?;
+    let mut server = HttpServer::new(move || {
+        let metrics = state.store.metrics.clone();
+        App::new()
+            .app_data(state.clone())
+            .wrap_fn(move |req, srv| observe::request(req, srv, metrics.clone()))
+            .default_service(web::to(dispatch))
+    })
+    .listen(listener)?;
     if let Some(l) = s3_listener {
         server = server.listen(l)?;
     }
@@ -64,6 +72,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     let store = open_store(&config)?;
     let listener = bind(&config.bind, config.port)?;
     let s3_listener = config.s3_port.map(|p| bind(&config.bind, p)).transpose()?;
+    let admin_listener = config.admin_port.map(|p| bind(&config.admin_bind, p)).transpose()?;
     // Before any request: a write recorded in flight now is one the end of
     // the previous run cut.
     let recovered = store.recover().await.map_err(|e| format!("recovery: {e}"))?;
@@ -72,7 +81,16 @@ pub async fn run(config: Config) -> Result<(), String> {
     actix_web::rt::spawn(s3::multipart::sweep_forever(store.clone(), config.multipart_expiry));
     let index_keys = store.index.key_infos().map_err(|e| e.to_string())?.len();
     eprintln!("mkv: {}", startup_line(&config, index_keys));
-    serve(store, listener, s3_listener).map_err(|e| e.to_string())?.await.map_err(|e| e.to_string())
+    let admin = admin_listener.map(|l| monitor::serve(store.clone(), l)).transpose().map_err(|e| e.to_string())?;
+    let admin_handle = admin.as_ref().map(|a| a.handle());
+    if let Some(a) = admin {
+        actix_web::rt::spawn(a);
+    }
+    let served = serve(store, listener, s3_listener).map_err(|e| e.to_string())?.await.map_err(|e| e.to_string());
+    if let Some(h) = admin_handle {
+        h.stop(false).await;
+    }
+    served
 }
 
 /// Where the server listens and who may do what.
@@ -82,8 +100,9 @@ fn startup_line(config: &Config, index_keys: usize) -> String {
         (0, 0) => "off (no --s3-key / MKV_S3_KEYS, no `mkv key`)".to_string(),
         (admins, keys) => format!("{admins} admin key(s), {keys} key(s) in the index, {port}; anonymous: denied unless a bucket policy allows"),
     };
+    let admin = config.admin_port.map_or("off (no --admin-port)".to_string(), |p| format!("/metrics, /health, /ready on {}:{p}", config.admin_bind));
     format!(
-        "listening on {}:{}, {} volumes, {} replicas; native API: {}; S3: {s3}",
+        "listening on {}:{}, {} volumes, {} replicas; native API: {}; S3: {s3}; admin: {admin}",
         config.bind,
         config.port,
         config.volumes.len(),

@@ -1,7 +1,9 @@
 //! HTTP client for the nginx volume servers: keep-alive pool, timeouts on
 //! every call, streaming bodies both ways.
 
-use std::time::Duration;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::Stream;
@@ -12,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 use crate::placement::key2path;
 
 /// Chunks sent to the PUT of one replica, queued when the volume is slower
@@ -31,6 +34,8 @@ pub struct VolumeClient {
     head_timeout: Duration,
     /// Longest silence during a transfer.
     pub io_timeout: Duration,
+    /// Every call is counted and timed, by volume.
+    metrics: Arc<Metrics>,
 }
 
 /// One entry of nginx's `autoindex_format json`.
@@ -70,21 +75,41 @@ pub fn client_builder(connect_timeout: Duration, max_idle_per_host: usize) -> re
 }
 
 impl VolumeClient {
-    pub fn new(head_timeout: Duration, io_timeout: Duration) -> VolumeClient {
+    pub fn new(head_timeout: Duration, io_timeout: Duration, metrics: Arc<Metrics>) -> VolumeClient {
         let builder = || client_builder(head_timeout.max(Duration::from_millis(200)), 256);
         let http = builder().read_timeout(io_timeout).build().expect("reqwest client");
         let upload = builder().build().expect("reqwest client");
-        VolumeClient { http, upload, head_timeout, io_timeout }
+        VolumeClient { http, upload, head_timeout, io_timeout, metrics }
+    }
+
+    /// Run one volume call, counted and timed (a missing file is no error).
+    async fn timed<T>(&self, method: &str, url: &str, call: impl Future<Output = Result<T>>) -> Result<T> {
+        let start = Instant::now();
+        let result = call.await;
+        let failed = matches!(result, Err(ref e) if !matches!(e, Error::NotFound));
+        self.metrics.volume_call(url, method, failed, start.elapsed());
+        result
+    }
+
+    /// Whether a volume (`host:port`) answers HTTP within the HEAD timeout
+    /// (readiness).
+    pub async fn answers(&self, volume: &str) -> bool {
+        let url = format!("http://{volume}/");
+        let call = async { self.http.head(&url).timeout(self.head_timeout).send().await.map_err(|e| Error::volume(&url, e)) };
+        matches!(self.timed("HEAD", &url, call).await, Ok(r) if !r.status().is_server_error())
     }
 
     /// Size of the file if the volume has it (200 to a HEAD in time).
     pub async fn head(&self, url: &str) -> Result<Option<u64>> {
-        let resp = self.http.head(url).timeout(self.head_timeout).send().await.map_err(|e| Error::volume(url, e))?;
-        match resp.status() {
-            StatusCode::OK => Ok(resp.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok()).or(Some(0))),
-            StatusCode::NOT_FOUND => Ok(None),
-            s => Err(Error::volume(url, s)),
-        }
+        self.timed("HEAD", url, async {
+            let resp = self.http.head(url).timeout(self.head_timeout).send().await.map_err(|e| Error::volume(url, e))?;
+            match resp.status() {
+                StatusCode::OK => Ok(resp.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok()).or(Some(0))),
+                StatusCode::NOT_FOUND => Ok(None),
+                s => Err(Error::volume(url, s)),
+            }
+        })
+        .await
     }
 
     /// True if a HEAD answered 200 within the HEAD timeout.
@@ -99,20 +124,26 @@ impl VolumeClient {
         if let Some(len) = len {
             req = req.header(CONTENT_LENGTH, len);
         }
-        let resp = req.send().await.map_err(|e| Error::volume(&url, e))?;
-        match resp.status() {
-            StatusCode::CREATED | StatusCode::NO_CONTENT | StatusCode::OK => Ok(()),
-            s => Err(Error::volume(&url, format!("PUT answered {s}"))),
-        }
+        self.timed("PUT", &url, async {
+            let resp = req.send().await.map_err(|e| Error::volume(&url, e))?;
+            match resp.status() {
+                StatusCode::CREATED | StatusCode::NO_CONTENT | StatusCode::OK => Ok(()),
+                s => Err(Error::volume(&url, format!("PUT answered {s}"))),
+            }
+        })
+        .await
     }
 
     /// DELETE a file; a file already gone counts as deleted.
     pub async fn delete(&self, url: &str) -> Result<()> {
-        let resp = self.http.delete(url).timeout(self.io_timeout).send().await.map_err(|e| Error::volume(url, e))?;
-        match resp.status() {
-            StatusCode::NO_CONTENT | StatusCode::OK | StatusCode::NOT_FOUND => Ok(()),
-            s => Err(Error::volume(url, format!("DELETE answered {s}"))),
-        }
+        self.timed("DELETE", url, async {
+            let resp = self.http.delete(url).timeout(self.io_timeout).send().await.map_err(|e| Error::volume(url, e))?;
+            match resp.status() {
+                StatusCode::NO_CONTENT | StatusCode::OK | StatusCode::NOT_FOUND => Ok(()),
+                s => Err(Error::volume(url, format!("DELETE answered {s}"))),
+            }
+        })
+        .await
     }
 
     /// GET a file (optionally a byte range), as a response whose body streams.
@@ -124,15 +155,18 @@ impl VolumeClient {
         if let Some(r) = range {
             req = req.header(RANGE, r);
         }
-        let resp = tokio::time::timeout(self.head_timeout, req.send())
-            .await
-            .map_err(|_| Error::volume(url, "no response headers within the volume timeout"))?
-            .map_err(|e| Error::volume(url, e))?;
-        match resp.status() {
-            StatusCode::OK | StatusCode::PARTIAL_CONTENT => Ok(resp),
-            StatusCode::NOT_FOUND => Err(Error::NotFound),
-            s => Err(Error::volume(url, format!("GET answered {s}"))),
-        }
+        self.timed("GET", url, async {
+            let resp = tokio::time::timeout(self.head_timeout, req.send())
+                .await
+                .map_err(|_| Error::volume(url, "no response headers within the volume timeout"))?
+                .map_err(|e| Error::volume(url, e))?;
+            match resp.status() {
+                StatusCode::OK | StatusCode::PARTIAL_CONTENT => Ok(resp),
+                StatusCode::NOT_FOUND => Err(Error::NotFound),
+                s => Err(Error::volume(url, format!("GET answered {s}"))),
+            }
+        })
+        .await
     }
 
     /// A folder's autoindex listing; a missing folder is empty. A failed
@@ -152,15 +186,18 @@ impl VolumeClient {
     }
 
     async fn list_dir_once(&self, url: &str) -> Result<Vec<DirEntry>> {
-        let resp = self.http.get(url).send().await.map_err(|e| Error::volume(url, e))?;
-        match resp.status() {
-            StatusCode::OK => {
-                let body = resp.bytes().await.map_err(|e| Error::volume(url, e))?;
-                serde_json::from_slice(&body).map_err(|e| Error::volume(url, format!("bad autoindex JSON: {e}")))
+        self.timed("GET", url, async {
+            let resp = self.http.get(url).send().await.map_err(|e| Error::volume(url, e))?;
+            match resp.status() {
+                StatusCode::OK => {
+                    let body = resp.bytes().await.map_err(|e| Error::volume(url, e))?;
+                    serde_json::from_slice(&body).map_err(|e| Error::volume(url, format!("bad autoindex JSON: {e}")))
+                }
+                StatusCode::NOT_FOUND => Ok(Vec::new()),
+                s => Err(Error::volume(url, format!("listing answered {s}"))),
             }
-            StatusCode::NOT_FOUND => Ok(Vec::new()),
-            s => Err(Error::volume(url, format!("listing answered {s}"))),
-        }
+        })
+        .await
     }
 
     /// Stream a GET of `from` into a PUT at `to`, through this process with

@@ -67,7 +67,8 @@ pub fn open_index(config: &Config) -> Result<Index, AdminError> {
 }
 
 pub fn volume_client(config: &Config) -> VolumeClient {
-    VolumeClient::new(config.voltimeout, config.io_timeout)
+    // Admin commands serve no metrics: counted, never read.
+    VolumeClient::new(config.voltimeout, config.io_timeout, std::sync::Arc::new(crate::metrics::Metrics::new(&config.volumes)))
 }
 
 /// Every record whose key starts with `prefix`, in key order, read a page at

@@ -118,6 +118,21 @@ pub struct Index {
     s3keys: Database<Bytes, Bytes>,
 }
 
+/// What [`Index::stats`] reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IndexStats {
+    /// Key records, live and soft-deleted.
+    pub keys: u64,
+    /// Multipart uploads in progress.
+    pub uploads: u64,
+    pub pending_deletions: u64,
+    pub writes_in_progress: u64,
+    /// Pages of the map in use, in bytes.
+    pub used_bytes: u64,
+    pub map_size: u64,
+    pub file_bytes: u64,
+}
+
 /// One write of [`Index::apply`].
 #[derive(Debug, Clone)]
 pub enum Write {
@@ -309,6 +324,22 @@ impl Index {
 
     pub fn is_empty(&self) -> Result<bool, IndexError> {
         Ok(self.len()? == 0)
+    }
+
+    /// Figures for monitoring, from LMDB's own counters (no scan).
+    pub fn stats(&self) -> Result<IndexStats, IndexError> {
+        let (pending_deletions, writes_in_progress) = self.tracked_counts()?;
+        let rtxn = self.env.read_txn()?;
+        let (info, page) = (self.env.info(), self.env.stat().page_size as u64);
+        Ok(IndexStats {
+            keys: self.keys.len(&rtxn)?,
+            uploads: self.uploads.len(&rtxn)?,
+            pending_deletions,
+            writes_in_progress,
+            used_bytes: (info.last_page_number as u64 + 1) * page,
+            map_size: info.map_size as u64,
+            file_bytes: self.env.real_disk_size()?,
+        })
     }
 
     /// Remove a key's record and metadata (a hard delete).

@@ -18,6 +18,7 @@ use rand::seq::SliceRandom;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::index::{Deleted, Files, HeaderBytes, Index, ObjectMeta, Record, Write};
+use crate::metrics::Metrics;
 use crate::placement::{key2volume, needs_rebalance, new_generation};
 use crate::volume::{next_within, replica_url, ChunkTx, VolumeClient, CHUNKS_IN_FLIGHT};
 use commit::Committer;
@@ -29,6 +30,8 @@ pub struct Store {
     pub volumes: VolumeClient,
     pub locks: KeyLocks,
     pub config: Arc<Config>,
+    /// The server's metrics (volume calls are counted in `volumes`).
+    pub metrics: Arc<Metrics>,
     commits: Committer,
 }
 
@@ -112,9 +115,10 @@ pub fn now_secs() -> u64 {
 
 impl Store {
     pub fn new(index: Index, config: Arc<Config>) -> Store {
-        let volumes = VolumeClient::new(config.voltimeout, config.io_timeout);
+        let metrics = Arc::new(Metrics::new(&config.volumes));
+        let volumes = VolumeClient::new(config.voltimeout, config.io_timeout, metrics.clone());
         let commits = Committer::start(index.clone());
-        Store { index, volumes, locks: KeyLocks::default(), config, commits }
+        Store { index, volumes, locks: KeyLocks::default(), config, metrics, commits }
     }
 
     /// Where placement puts a key now.

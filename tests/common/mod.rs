@@ -108,11 +108,14 @@ impl Drop for Volume {
     }
 }
 
-/// The mkv server running in-process on its own actix system thread.
+/// The mkv server running in-process on its own actix system thread, with
+/// its admin listener (`/metrics`, `/health`, `/ready`).
 pub struct Server {
     pub port: u16,
+    pub admin_port: u16,
     pub store: Store,
     handle: actix_web::dev::ServerHandle,
+    admin: actix_web::dev::ServerHandle,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -121,31 +124,42 @@ impl Server {
         let store = mkv::server::open_store(&config).expect("open store");
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
+        let admin_listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let admin_port = admin_listener.local_addr().unwrap().port();
         let (tx, rx) = std::sync::mpsc::channel();
         let s = store.clone();
         let thread = std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
+                let admin = mkv::monitor::serve(s.clone(), admin_listener).unwrap();
                 let server = mkv::server::serve(s, listener, None).unwrap();
-                tx.send(server.handle()).unwrap();
+                tx.send((server.handle(), admin.handle())).unwrap();
+                actix_web::rt::spawn(admin);
                 let _ = server.await;
             })
         });
-        let handle = rx.recv().unwrap();
-        Server { port, store, handle, thread: Some(thread) }
+        let (handle, admin) = rx.recv().unwrap();
+        Server { port, admin_port, store, handle, admin, thread: Some(thread) }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{}", self.port, path)
     }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.admin_port, path)
+    }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let h = self.handle.clone();
+        let (h, admin) = (self.handle.clone(), self.admin.clone());
         // Stopping needs a runtime, and drop may run inside a test's runtime:
         // use a throwaway one on its own thread.
         std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(h.stop(false))
+            tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+                admin.stop(false).await;
+                h.stop(false).await
+            })
         })
         .join()
         .unwrap();

@@ -1,0 +1,166 @@
+//! Prometheus metrics of one server (`mkv_*`), served by the admin
+//! listener. Labels are bounded: API, operation name, status class, a
+//! configured volume; never keys or bucket names.
+
+use std::time::Duration;
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+
+use crate::index::IndexStats;
+
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    durations: HistogramVec,
+    received: IntCounterVec,
+    sent: IntCounterVec,
+    in_flight: IntGauge,
+    volume_requests: IntCounterVec,
+    volume_errors: IntCounterVec,
+    volume_durations: HistogramVec,
+    /// The `--volumes`: the only volume labels (any other is `other`).
+    volumes: Vec<String>,
+    index: IndexGauges,
+}
+
+/// Read from the index at each scrape.
+struct IndexGauges {
+    keys: IntGauge,
+    used: IntGauge,
+    map_size: IntGauge,
+    file: IntGauge,
+    uploads: IntGauge,
+    pending_deletions: IntGauge,
+    writes_in_progress: IntGauge,
+}
+
+/// Request durations, from 1 ms to a minute (large transfers).
+const DURATION_BUCKETS: [f64; 14] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0, 60.0];
+
+fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+impl Metrics {
+    pub fn new(volumes: &[String]) -> Metrics {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("registered once");
+            c
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str]| {
+            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(DURATION_BUCKETS.to_vec()), labels).expect("valid metric");
+            registry.register(Box::new(h.clone())).expect("registered once");
+            h
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            registry.register(Box::new(g.clone())).expect("registered once");
+            g
+        };
+        Metrics {
+            requests: counter("mkv_requests_total", "Requests answered, by API, operation and status class.", &["api", "operation", "status"]),
+            durations: histogram(
+                "mkv_request_duration_seconds",
+                "Time from a request's arrival to the last byte of its answer.",
+                &["api", "operation"],
+            ),
+            received: counter("mkv_received_bytes_total", "Request body bytes read.", &["api"]),
+            sent: counter("mkv_sent_bytes_total", "Response body bytes sent.", &["api"]),
+            in_flight: gauge("mkv_requests_in_flight", "Requests being served."),
+            volume_requests: counter("mkv_volume_requests_total", "Requests to volumes, by volume and method.", &["volume", "method"]),
+            volume_errors: counter(
+                "mkv_volume_errors_total",
+                "Volume requests that failed (no answer, timeout, unexpected status; a 404 is not an error).",
+                &["volume", "method"],
+            ),
+            volume_durations: histogram(
+                "mkv_volume_request_duration_seconds",
+                "Time of a volume request (for streamed GETs, until the response headers).",
+                &["volume", "method"],
+            ),
+            volumes: volumes.to_vec(),
+            index: IndexGauges {
+                keys: gauge("mkv_index_keys", "Key records in the index (live and soft-deleted)."),
+                used: gauge("mkv_index_used_bytes", "Bytes of the LMDB map in use."),
+                map_size: gauge("mkv_index_map_size_bytes", "Largest size the index may grow to (--db-map-gib)."),
+                file: gauge("mkv_index_file_bytes", "Size of the index file on disk."),
+                uploads: gauge("mkv_multipart_uploads_in_progress", "S3 multipart uploads begun and neither completed nor aborted."),
+                pending_deletions: gauge("mkv_pending_deletions", "File sets waiting for the collector (replaced, deleted, abandoned values)."),
+                writes_in_progress: gauge("mkv_writes_in_progress", "S3 writes uploading to their files."),
+            },
+            registry,
+        }
+    }
+
+    pub fn request_started(&self) {
+        self.in_flight.inc();
+    }
+
+    pub fn request_done(&self, api: &str, operation: &str, status: u16, bytes_in: u64, bytes_out: u64, took: Duration) {
+        self.in_flight.dec();
+        self.requests.with_label_values(&[api, operation, status_class(status)]).inc();
+        self.durations.with_label_values(&[api, operation]).observe(took.as_secs_f64());
+        self.received.with_label_values(&[api]).inc_by(bytes_in);
+        self.sent.with_label_values(&[api]).inc_by(bytes_out);
+    }
+
+    /// One call to a volume (`http://host:port/…`).
+    pub fn volume_call(&self, url: &str, method: &str, failed: bool, took: Duration) {
+        let host = url.strip_prefix("http://").unwrap_or(url);
+        let host = host.split('/').next().unwrap_or(host);
+        let volume = if self.volumes.iter().any(|v| v == host) { host } else { "other" };
+        let labels = [volume, method];
+        self.volume_requests.with_label_values(&labels).inc();
+        if failed {
+            self.volume_errors.with_label_values(&labels).inc();
+        }
+        self.volume_durations.with_label_values(&labels).observe(took.as_secs_f64());
+    }
+
+    /// Every metric in Prometheus' text format, with the index figures of
+    /// now.
+    pub fn render(&self, index: &IndexStats) -> String {
+        let g = &self.index;
+        for (gauge, value) in [
+            (&g.keys, index.keys),
+            (&g.used, index.used_bytes),
+            (&g.map_size, index.map_size),
+            (&g.file, index.file_bytes),
+            (&g.uploads, index.uploads),
+            (&g.pending_deletions, index.pending_deletions),
+            (&g.writes_in_progress, index.writes_in_progress),
+        ] {
+            gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
+        }
+        TextEncoder::new().encode_to_string(&self.registry.gather()).expect("text encoding")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_bounded() {
+        let m = Metrics::new(&["a:1".to_string()]);
+        m.volume_call("http://a:1/sv01/ab/cd/x", "GET", false, Duration::from_millis(3));
+        m.volume_call("http://elsewhere:9/x", "PUT", true, Duration::ZERO);
+        m.request_started();
+        m.request_done("s3", "PutObject", 503, 10, 0, Duration::from_millis(1));
+        let text = m.render(&IndexStats::default());
+        assert!(text.contains(r#"mkv_volume_requests_total{method="GET",volume="a:1"} 1"#), "{text}");
+        assert!(text.contains(r#"mkv_volume_errors_total{method="PUT",volume="other"} 1"#));
+        assert!(text.contains(r#"mkv_requests_total{api="s3",operation="PutObject",status="5xx"} 1"#));
+        assert!(text.contains("mkv_requests_in_flight 0"));
+        assert!(text.contains(r#"mkv_received_bytes_total{api="s3"} 10"#));
+        assert!(text.contains("mkv_index_keys 0"));
+    }
+}

@@ -1,0 +1,66 @@
+//! The admin listener (`--admin-port`): `/metrics` (Prometheus text),
+//! `/health` and `/ready`. Unauthenticated: bound to `--admin-bind`
+//! (loopback by default), apart from the data listeners.
+
+use actix_web::{web, App, HttpResponse, HttpServer};
+
+use crate::index::IndexError;
+use crate::store::Store;
+
+/// Why the server is not ready (the body of a 503).
+#[derive(Debug, thiserror::Error)]
+pub enum NotReady {
+    #[error("index: {0}")]
+    Index(#[from] IndexError),
+    #[error("{answering} of {total} volumes answer, {needed} needed (--replicas); not answering: {down}")]
+    Volumes { answering: usize, total: usize, needed: usize, down: String },
+}
+
+pub fn serve(store: Store, listener: std::net::TcpListener) -> std::io::Result<actix_web::dev::Server> {
+    let store = web::Data::new(store);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(store.clone())
+            .route("/metrics", web::get().to(metrics))
+            .route("/health", web::get().to(health))
+            .route("/ready", web::get().to(ready))
+    })
+    .workers(1)
+    // The data server handles signals and stops this one after itself.
+    .disable_signals()
+    .listen(listener)?;
+    Ok(server.run())
+}
+
+async fn metrics(store: web::Data<Store>) -> HttpResponse {
+    match store.index.stats() {
+        Ok(stats) => HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(store.metrics.render(&stats)),
+        Err(e) => HttpResponse::InternalServerError().body(format!("index: {e}\n")),
+    }
+}
+
+/// 200 while the process serves.
+async fn health() -> HttpResponse {
+    HttpResponse::Ok().body("ok\n")
+}
+
+async fn ready(store: web::Data<Store>) -> HttpResponse {
+    match readiness(&store).await {
+        Ok(()) => HttpResponse::Ok().body("ready\n"),
+        Err(e) => HttpResponse::ServiceUnavailable().body(format!("{e}\n")),
+    }
+}
+
+/// The index reads, and at least `--replicas` volumes answer within
+/// `--voltimeout`.
+async fn readiness(store: &Store) -> Result<(), NotReady> {
+    store.index.stats()?;
+    let volumes = &store.config.volumes;
+    let answers = futures::future::join_all(volumes.iter().map(|v| store.volumes.answers(v))).await;
+    let down: Vec<&str> = volumes.iter().zip(&answers).filter(|(_, up)| !**up).map(|(v, _)| v.as_str()).collect();
+    let (answering, needed) = (volumes.len() - down.len(), store.config.replicas as usize);
+    if answering < needed {
+        return Err(NotReady::Volumes { answering, total: volumes.len(), needed, down: down.join(", ") });
+    }
+    Ok(())
+}
