@@ -124,19 +124,17 @@ pub fn head_bucket(ctx: &Ctx) -> Result<HttpResponse, S3Error> {
     Ok(HttpResponse::Ok().insert_header(("x-amz-bucket-region", ctx.region())).finish())
 }
 
-pub fn delete_bucket(ctx: &Ctx) -> Result<HttpResponse, S3Error> {
+pub async fn delete_bucket(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
     ctx.require_bucket()?;
     let name = ctx.bucket();
     match ctx.app.store.index.delete_bucket_if_empty(name).map_err(internal)? {
         BucketDelete::NotEmpty => Err(S3Error::BucketNotEmpty { bucket: name.to_string() }),
         BucketDelete::Deleted { uploads } => {
-            // Uploads in progress go with the bucket, as in AWS: their files,
-            // then their records. None can start now, and a part still
-            // arriving finds its upload gone and removes its own files.
-            if !uploads.is_empty() {
-                let store = ctx.app.store.clone();
-                actix_web::rt::spawn(async move { multipart::abort_uploads(&store, uploads, "removing the deleted bucket's").await });
-            }
+            // Uploads in progress go with the bucket, as in AWS, before the
+            // answer: their files, then their records. None can start now,
+            // and a part still arriving finds its upload gone and removes
+            // its own files.
+            multipart::abort_uploads(&ctx.app.store, uploads, "removing the deleted bucket's").await;
             Ok(HttpResponse::NoContent().finish())
         }
     }

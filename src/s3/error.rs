@@ -287,7 +287,9 @@ impl From<AuthError> for S3Error {
     fn from(e: AuthError) -> Self {
         let msg = e.message();
         match e {
-            AuthError::Missing | AuthError::MissingDate | AuthError::Expired | AuthError::NotYetValid => S3Error::AccessDenied(msg),
+            AuthError::Missing | AuthError::MissingDate | AuthError::Expired | AuthError::NotYetValid | AuthError::ExpiresOutOfRange(_) => {
+                S3Error::AccessDenied(msg)
+            }
             AuthError::MultipleMechanisms | AuthError::UnsupportedAlgorithm | AuthError::InvalidContentSha256 => {
                 S3Error::InvalidArgument { message: msg, name: "Authorization".into(), value: String::new() }
             }

@@ -227,7 +227,7 @@ async fn serve(req: &HttpRequest, payload: web::Payload, app: &AppState, request
         Op::PutBucketPolicy => bucket::put_policy(&ctx, payload).await,
         Op::DeleteBucketPolicy => bucket::delete_policy(&ctx),
         Op::HeadBucket => bucket::head_bucket(&ctx),
-        Op::DeleteBucket => bucket::delete_bucket(&ctx),
+        Op::DeleteBucket => bucket::delete_bucket(&ctx).await,
         Op::GetBucketLocation => bucket::get_location(&ctx),
         Op::GetBucketVersioning => bucket::get_versioning(&ctx),
         Op::GetBucketDefault(d) => bucket::get_default(&ctx, d),
