@@ -346,6 +346,10 @@ pub struct Config {
     /// Address of the --admin-port listener.
     #[arg(long, global = true, env = "MKV_ADMIN_BIND", default_value = "127.0.0.1")]
     pub admin_bind: String,
+    /// On SIGTERM or SIGINT, how long requests in flight may take to finish
+    /// (whole seconds) before the server exits anyway.
+    #[arg(long, global = true, env = "MKV_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
     /// Log lines as text or json.
     #[arg(long, global = true, env = "MKV_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -494,6 +498,12 @@ mod tests {
         assert_eq!((c.admin_port, c.admin_bind.as_str()), (None, "127.0.0.1"));
         let c = p("mkv -admin-port 9100 -admin-bind 0.0.0.0 server").config;
         assert_eq!((c.admin_port, c.admin_bind.as_str()), (Some(9100), "0.0.0.0"));
+    }
+
+    #[test]
+    fn shutdown_timeout() {
+        assert_eq!(p("mkv server").config.shutdown_timeout, Duration::from_secs(30));
+        assert_eq!(p("mkv server --shutdown-timeout 2m").config.shutdown_timeout, Duration::from_secs(120));
     }
 
     #[test]

@@ -2,6 +2,9 @@
 //! `/health` and `/ready`. Unauthenticated: bound to `--admin-bind`
 //! (loopback by default), apart from the data listeners.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use actix_web::{web, App, HttpResponse, HttpServer};
 
 use crate::index::IndexError;
@@ -10,17 +13,26 @@ use crate::store::Store;
 /// Why the server is not ready (the body of a 503).
 #[derive(Debug, thiserror::Error)]
 pub enum NotReady {
+    #[error("shutting down")]
+    ShuttingDown,
     #[error("index: {0}")]
     Index(#[from] IndexError),
     #[error("{answering} of {total} volumes answer, {needed} needed (--replicas); not answering: {down}")]
     Volumes { answering: usize, total: usize, needed: usize, down: String },
 }
 
-pub fn serve(store: Store, listener: std::net::TcpListener) -> std::io::Result<actix_web::dev::Server> {
-    let store = web::Data::new(store);
+/// The server's state as `/ready` tells it.
+struct Monitored {
+    store: Store,
+    /// Set when the data listeners stop (a shutdown signal).
+    stopping: Arc<AtomicBool>,
+}
+
+pub fn serve(store: Store, listener: std::net::TcpListener, stopping: Arc<AtomicBool>) -> std::io::Result<actix_web::dev::Server> {
+    let state = web::Data::new(Monitored { store, stopping });
     let server = HttpServer::new(move || {
         App::new()
-            .app_data(store.clone())
+            .app_data(state.clone())
             .route("/metrics", web::get().to(metrics))
             .route("/health", web::get().to(health))
             .route("/ready", web::get().to(ready))
@@ -32,7 +44,8 @@ pub fn serve(store: Store, listener: std::net::TcpListener) -> std::io::Result<a
     Ok(server.run())
 }
 
-async fn metrics(store: web::Data<Store>) -> HttpResponse {
+async fn metrics(state: web::Data<Monitored>) -> HttpResponse {
+    let store = &state.store;
     match store.index.stats() {
         Ok(stats) => HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(store.metrics.render(&stats)),
         Err(e) => HttpResponse::InternalServerError().body(format!("index: {e}\n")),
@@ -44,16 +57,20 @@ async fn health() -> HttpResponse {
     HttpResponse::Ok().body("ok\n")
 }
 
-async fn ready(store: web::Data<Store>) -> HttpResponse {
-    match readiness(&store).await {
+async fn ready(state: web::Data<Monitored>) -> HttpResponse {
+    match readiness(&state).await {
         Ok(()) => HttpResponse::Ok().body("ready\n"),
         Err(e) => HttpResponse::ServiceUnavailable().body(format!("{e}\n")),
     }
 }
 
-/// The index reads, and at least `--replicas` volumes answer within
-/// `--voltimeout`.
-async fn readiness(store: &Store) -> Result<(), NotReady> {
+/// Not stopping, the index reads, and at least `--replicas` volumes answer
+/// within `--voltimeout`.
+async fn readiness(state: &Monitored) -> Result<(), NotReady> {
+    if state.stopping.load(Ordering::Relaxed) {
+        return Err(NotReady::ShuttingDown);
+    }
+    let store = &state.store;
     store.index.stats()?;
     let volumes = &store.config.volumes;
     let answers = futures::future::join_all(volumes.iter().map(|v| store.volumes.answers(v))).await;

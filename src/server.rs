@@ -1,6 +1,8 @@
 //! `mkv server`: one actix-web process serving the native API.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 
@@ -44,10 +46,12 @@ async fn dispatch(req: HttpRequest, body: web::Payload, app: web::Data<AppState>
 
 /// The server on already bound listeners (tests bind port 0): the main one
 /// (native and S3) and optionally one for S3 alone. Await it to serve until
-/// interrupted, or stop it through its handle.
+/// stopped through its handle (a graceful stop waits up to
+/// `--shutdown-timeout` for requests in flight); `run` stops it on signals.
 pub fn serve(store: Store, listener: std::net::TcpListener, s3_listener: Option<std::net::TcpListener>) -> std::io::Result<actix_web::dev::Server> {
     let s3_only_port = s3_listener.as_ref().map(|l| l.local_addr().map(|a| a.port())).transpose()?;
     let native = NativeAccess::from_config(&store.config);
+    let grace = store.config.shutdown_timeout;
     let state = web::Data::new(AppState { store, s3_only_port, native });
     let mut server = HttpServer::new(move || {
         let metrics = state.store.metrics.clone();
@@ -56,6 +60,8 @@ pub fn serve(store: Store, listener: std::net::TcpListener, s3_listener: Option<
             .wrap_fn(move |req, srv| observe::request(req, srv, metrics.clone()))
             .default_service(web::to(dispatch))
     })
+    .disable_signals()
+    .shutdown_timeout(grace.as_secs() + u64::from(grace.subsec_nanos() > 0))
     .listen(listener)?;
     if let Some(l) = s3_listener {
         server = server.listen(l)?;
@@ -81,16 +87,58 @@ pub async fn run(config: Config) -> Result<(), String> {
     actix_web::rt::spawn(s3::multipart::sweep_forever(store.clone(), config.multipart_expiry));
     let index_keys = store.index.key_infos().map_err(|e| e.to_string())?.len();
     eprintln!("mkv: {}", startup_line(&config, index_keys));
-    let admin = admin_listener.map(|l| monitor::serve(store.clone(), l)).transpose().map_err(|e| e.to_string())?;
+    let signals = Signals::new().map_err(|e| format!("signals: {e}"))?;
+    let stopping = Arc::new(AtomicBool::new(false));
+    let admin = admin_listener.map(|l| monitor::serve(store.clone(), l, stopping.clone())).transpose().map_err(|e| e.to_string())?;
     let admin_handle = admin.as_ref().map(|a| a.handle());
     if let Some(a) = admin {
         actix_web::rt::spawn(a);
     }
-    let served = serve(store, listener, s3_listener).map_err(|e| e.to_string())?.await.map_err(|e| e.to_string());
+    let server = serve(store, listener, s3_listener).map_err(|e| e.to_string())?;
+    actix_web::rt::spawn(stop_on_signals(signals, server.handle(), stopping, config.shutdown_timeout));
+    let served = server.await.map_err(|e| e.to_string());
+    // The admin listener answers (/ready: 503) until the drain ends.
     if let Some(h) = admin_handle {
         h.stop(false).await;
     }
+    eprintln!("mkv: stopped");
     served
+}
+
+/// SIGTERM and SIGINT, registered before serving so none is missed.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals { term: signal(SignalKind::terminate())?, int: signal(SignalKind::interrupt())? })
+    }
+
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
+
+/// The first signal stops accepting and lets requests in flight finish
+/// (up to `grace`); a second one stops at once.
+async fn stop_on_signals(mut signals: Signals, server: actix_web::dev::ServerHandle, stopping: Arc<AtomicBool>, grace: Duration) {
+    let name = signals.next().await;
+    stopping.store(true, Ordering::Relaxed);
+    eprintln!("mkv: {name}: no new connections; requests in flight have up to {} to finish (again to stop now)", humantime::format_duration(grace));
+    let drained = actix_web::rt::spawn(server.clone().stop(true));
+    tokio::select! {
+        _ = drained => {}
+        name = signals.next() => {
+            eprintln!("mkv: {name}: stopping now");
+            server.stop(false).await;
+        }
+    }
 }
 
 /// Where the server listens and who may do what.

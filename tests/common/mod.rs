@@ -130,7 +130,7 @@ impl Server {
         let s = store.clone();
         let thread = std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
-                let admin = mkv::monitor::serve(s.clone(), admin_listener).unwrap();
+                let admin = mkv::monitor::serve(s.clone(), admin_listener, Default::default()).unwrap();
                 let server = mkv::server::serve(s, listener, None).unwrap();
                 tx.send((server.handle(), admin.handle())).unwrap();
                 actix_web::rt::spawn(admin);
