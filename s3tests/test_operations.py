@@ -1,11 +1,19 @@
-"""Operations: the request log."""
+"""Operations: the request log, metrics, TLS."""
 
 import json
+import os
+import shutil
+import subprocess
 import time
 import urllib.request
 import uuid
 
-from conftest import client, free_port, temp_cluster
+import boto3
+import botocore.exceptions
+import pytest
+from botocore.config import Config
+
+from conftest import ACCESS, REGION, SECRET, client, free_port, temp_cluster
 
 
 def request_lines(cluster):
@@ -71,3 +79,50 @@ def test_metrics_name_s3_operations_never_buckets():
         assert bucket not in text
         s3.abort_multipart_upload(Bucket=bucket, Key="m", UploadId=up["UploadId"])
         assert "admin: /metrics, /health, /ready on 127.0.0.1:" in (c.base / "server.log").read_text()
+
+
+def self_signed(folder):
+    """A certificate for localhost and 127.0.0.1, made now (openssl CLI)."""
+    openssl = shutil.which("openssl")
+    if not openssl:
+        pytest.skip("no openssl CLI")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"], check=True, capture_output=True)
+    return cert, key
+
+
+def test_tls_put_multipart_get_with_checksums(tmp_path):
+    cert, key = self_signed(tmp_path)
+    with temp_cluster(extra_args=["--tls-cert", str(cert), "--tls-key", str(key)]) as c:
+        s3 = boto3.client("s3", endpoint_url=f"https://localhost:{c.port}", aws_access_key_id=ACCESS,
+                          aws_secret_access_key=SECRET, region_name=REGION, verify=str(cert),
+                          config=Config(retries={"max_attempts": 1}))
+        bucket = f"t-{uuid.uuid4().hex[:12]}"
+        s3.create_bucket(Bucket=bucket)
+        body = os.urandom(300_000)
+        s3.put_object(Bucket=bucket, Key="one", Body=body, ChecksumAlgorithm="SHA256")
+        got = s3.get_object(Bucket=bucket, Key="one", ChecksumMode="ENABLED")
+        assert got["Body"].read() == body and "ChecksumSHA256" in got
+        parts = [os.urandom(5 << 20), os.urandom(1000)]
+        up = s3.create_multipart_upload(Bucket=bucket, Key="multi", ChecksumAlgorithm="CRC32")
+        done = [{"PartNumber": i + 1, **{k: v for k, v in s3.upload_part(
+            Bucket=bucket, Key="multi", UploadId=up["UploadId"], PartNumber=i + 1, Body=p,
+            ChecksumAlgorithm="CRC32").items() if k in ("ETag", "ChecksumCRC32")}} for i, p in enumerate(parts)]
+        s3.complete_multipart_upload(Bucket=bucket, Key="multi", UploadId=up["UploadId"],
+                                     MultipartUpload={"Parts": done})
+        got = s3.get_object(Bucket=bucket, Key="multi", ChecksumMode="ENABLED")
+        assert got["Body"].read() == b"".join(parts)
+        # The S3-only port is HTTPS too; plain HTTP gets no answer there.
+        s3_only = boto3.client("s3", endpoint_url=f"https://127.0.0.1:{c.s3_port}", aws_access_key_id=ACCESS,
+                               aws_secret_access_key=SECRET, region_name=REGION, verify=str(cert))
+        assert s3_only.head_object(Bucket=bucket, Key="one")["ContentLength"] == len(body)
+        with pytest.raises(Exception):
+            urllib.request.urlopen(f"http://127.0.0.1:{c.port}/", timeout=5).read()
+        # Clients that do not trust the certificate are refused.
+        untrusting = boto3.client("s3", endpoint_url=f"https://localhost:{c.port}", aws_access_key_id=ACCESS,
+                                  aws_secret_access_key=SECRET, region_name=REGION)
+        with pytest.raises(botocore.exceptions.SSLError):
+            untrusting.list_buckets()
+        assert "(TLS)" in (c.base / "server.log").read_text()

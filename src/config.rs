@@ -350,6 +350,13 @@ pub struct Config {
     /// (whole seconds) before the server exits anyway.
     #[arg(long, global = true, env = "MKV_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+    /// Serve the main and S3 ports over HTTPS with this PEM certificate
+    /// chain (leaf first); needs --tls-key.
+    #[arg(long, global = true, env = "MKV_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, global = true, env = "MKV_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Log lines as text or json.
     #[arg(long, global = true, env = "MKV_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -498,6 +505,15 @@ mod tests {
         assert_eq!((c.admin_port, c.admin_bind.as_str()), (None, "127.0.0.1"));
         let c = p("mkv -admin-port 9100 -admin-bind 0.0.0.0 server").config;
         assert_eq!((c.admin_port, c.admin_bind.as_str()), (Some(9100), "0.0.0.0"));
+    }
+
+    #[test]
+    fn tls_needs_cert_and_key() {
+        let c = p("mkv server --tls-cert c.pem --tls-key k.pem").config;
+        assert_eq!((c.tls_cert.unwrap(), c.tls_key.unwrap()), (PathBuf::from("c.pem"), PathBuf::from("k.pem")));
+        assert!(p("mkv server").config.tls_cert.is_none());
+        assert!(parse(["mkv", "server", "--tls-cert", "c.pem"].map(String::from)).is_err());
+        assert!(parse(["mkv", "-tls-key", "k.pem", "server"].map(String::from)).is_err());
     }
 
     #[test]

@@ -14,5 +14,6 @@ pub mod placement;
 pub mod s3;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub mod urlenc;
 pub mod volume;

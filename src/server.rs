@@ -14,6 +14,7 @@ use crate::native;
 use crate::observe;
 use crate::s3;
 use crate::store::Store;
+use crate::tls;
 
 pub struct AppState {
     pub store: Store,
@@ -52,6 +53,10 @@ pub fn serve(store: Store, listener: std::net::TcpListener, s3_listener: Option<
     let s3_only_port = s3_listener.as_ref().map(|l| l.local_addr().map(|a| a.port())).transpose()?;
     let native = NativeAccess::from_config(&store.config);
     let grace = store.config.shutdown_timeout;
+    let tls = match (&store.config.tls_cert, &store.config.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::server_config(cert, key).map_err(std::io::Error::other)?),
+        _ => None,
+    };
     let state = web::Data::new(AppState { store, s3_only_port, native });
     let mut server = HttpServer::new(move || {
         let metrics = state.store.metrics.clone();
@@ -61,10 +66,12 @@ pub fn serve(store: Store, listener: std::net::TcpListener, s3_listener: Option<
             .default_service(web::to(dispatch))
     })
     .disable_signals()
-    .shutdown_timeout(grace.as_secs() + u64::from(grace.subsec_nanos() > 0))
-    .listen(listener)?;
-    if let Some(l) = s3_listener {
-        server = server.listen(l)?;
+    .shutdown_timeout(grace.as_secs() + u64::from(grace.subsec_nanos() > 0));
+    for l in std::iter::once(listener).chain(s3_listener) {
+        server = match &tls {
+            Some(config) => server.listen_rustls_0_23(l, config.clone())?,
+            None => server.listen(l)?,
+        };
     }
     Ok(server.run())
 }
@@ -150,9 +157,10 @@ fn startup_line(config: &Config, index_keys: usize) -> String {
     };
     let admin = config.admin_port.map_or("off (no --admin-port)".to_string(), |p| format!("/metrics, /health, /ready on {}:{p}", config.admin_bind));
     format!(
-        "listening on {}:{}, {} volumes, {} replicas; native API: {}; S3: {s3}; admin: {admin}",
+        "listening on {}:{}{}, {} volumes, {} replicas; native API: {}; S3: {s3}; admin: {admin}",
         config.bind,
         config.port,
+        if config.tls_cert.is_some() { " (TLS)" } else { "" },
         config.volumes.len(),
         config.replicas,
         NativeAccess::from_config(config).describe(config.s3_keys.len() + index_keys > 0)
