@@ -22,6 +22,12 @@ pub enum S3Error {
     NotConfigured { code: &'static str, message: &'static str, bucket: String },
     #[error("{0}")]
     AuthorizationHeaderMalformed(String),
+    /// A CORS preflight without what it needs (Origin, the method).
+    #[error("{0}")]
+    BadRequest(String),
+    /// A CORS preflight no rule of the bucket allows.
+    #[error("{0}")]
+    CorsResponse(String),
     #[error("{0}")]
     AuthorizationQueryParametersError(String),
     /// Content-MD5 or flexible checksum mismatch; the message names which.
@@ -129,6 +135,8 @@ impl S3Error {
             AuthorizationHeaderMalformed(_) => "AuthorizationHeaderMalformed",
             AuthorizationQueryParametersError(_) => "AuthorizationQueryParametersError",
             BadDigest(_) => "BadDigest",
+            BadRequest(_) => "BadRequest",
+            CorsResponse(_) => "CORSResponse",
             BucketAlreadyExists { .. } => "BucketAlreadyExists",
             BucketAlreadyOwnedByYou { .. } => "BucketAlreadyOwnedByYou",
             BucketNotEmpty { .. } => "BucketNotEmpty",
@@ -181,6 +189,7 @@ impl S3Error {
             InvalidPartNumber => StatusCode::RANGE_NOT_SATISFIABLE,
             NotModified => StatusCode::NOT_MODIFIED,
             AccessDenied(_)
+            | CorsResponse(_)
             | InvalidAccessKeyId { .. }
             | InvalidObjectState(_)
             | RequestTimeTooSkewed { .. }
@@ -202,6 +211,7 @@ impl S3Error {
             AuthorizationHeaderMalformed(_)
             | AuthorizationQueryParametersError(_)
             | BadDigest(_)
+            | BadRequest(_)
             | EntityTooSmall
             | EntityTooLarge
             | IncompleteBody

@@ -6,6 +6,7 @@ pub mod bucket;
 pub mod checksum;
 pub mod chunked;
 pub mod copy;
+pub mod cors;
 pub mod delete;
 pub mod error;
 pub mod list;
@@ -21,6 +22,7 @@ use std::time::SystemTime;
 
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 
+use crate::config::Config;
 use crate::server::AppState;
 use crate::urlenc::percent_decode;
 use error::{error_response, S3Error};
@@ -155,7 +157,11 @@ fn decode_query(raw: &str, plus_as_space: bool) -> Vec<(String, String)> {
 pub async fn handle(req: HttpRequest, payload: web::Payload, app: web::Data<AppState>) -> HttpResponse {
     let request_id = new_request_id();
     let is_head = req.method() == actix_web::http::Method::HEAD;
-    let mut resp = match serve(&req, payload, &app, &request_id).await {
+    let answer = match req.method() == actix_web::http::Method::OPTIONS {
+        true => preflight(&req, &app),
+        false => serve(&req, payload, &app, &request_id).await,
+    };
+    let mut resp = match answer {
         Ok(r) => r,
         Err(e) => {
             if e.status().is_server_error() {
@@ -164,11 +170,69 @@ pub async fn handle(req: HttpRequest, payload: web::Payload, app: web::Data<AppS
             error_response(&e, req.uri().path(), &request_id, !is_head)
         }
     };
+    if req.method() != actix_web::http::Method::OPTIONS {
+        add_cors(&req, &app, &mut resp);
+    }
     resp.headers_mut().insert(
         actix_web::http::header::HeaderName::from_static("x-amz-request-id"),
         actix_web::http::header::HeaderValue::from_str(&request_id).expect("hex is a valid header"),
     );
     resp
+}
+
+/// The bucket of a virtual-hosted request (`--s3-domain`).
+fn virtual_bucket<'a>(req: &'a HttpRequest, config: &Config) -> Option<&'a str> {
+    let host = header(req, "host").or_else(|| req.uri().host());
+    config.s3_domain.as_deref().zip(host).and_then(|(domain, host)| router::bucket_from_host(host, domain))
+}
+
+/// The bucket a request addresses, and its CORS rules, if any.
+fn cors_rules(req: &HttpRequest, app: &AppState) -> Vec<crate::index::CorsRule> {
+    let bucket = match virtual_bucket(req, &app.store.config) {
+        Some(b) => b.to_string(),
+        None => {
+            let path = percent_decode(req.uri().path().as_bytes());
+            let path = String::from_utf8_lossy(&path);
+            path.trim_start_matches('/').split('/').next().unwrap_or("").to_string()
+        }
+    };
+    app.store.index.bucket(&bucket).ok().flatten().map(|b| b.cors).unwrap_or_default()
+}
+
+/// A CORS preflight (`OPTIONS`), answered from the bucket's rules before
+/// any signature check, as browsers send it without credentials.
+fn preflight(req: &HttpRequest, app: &AppState) -> Result<HttpResponse, S3Error> {
+    let origin = header(req, "origin").ok_or_else(|| S3Error::BadRequest("Insufficient information. Origin request header needed.".into()))?;
+    let method = header(req, "access-control-request-method")
+        .ok_or_else(|| S3Error::BadRequest("Invalid Access-Control-Request-Method: null".into()))?;
+    let rules = cors_rules(req, app);
+    if rules.is_empty() {
+        return Err(S3Error::CorsResponse("CORS is not enabled for this bucket.".into()));
+    }
+    let headers = cors::requested_headers(header(req, "access-control-request-headers"));
+    let rule = cors::find(&rules, origin, method, &headers).ok_or_else(|| {
+        S3Error::CorsResponse("This CORS request is not allowed. This is usually because the evalution of Origin, request method / Access-Control-Request-Method or Access-Control-Request-Headers are not whitelisted by the resource's CORS spec.".into())
+    })?;
+    let mut resp = HttpResponse::Ok();
+    for h in cors::preflight_headers(rule, origin, &headers) {
+        resp.insert_header(h);
+    }
+    Ok(resp.finish())
+}
+
+/// An actual request from a browser (`Origin`) that a rule allows gets the
+/// `Access-Control-*` headers, errors included (so scripts can read them).
+fn add_cors(req: &HttpRequest, app: &AppState, resp: &mut HttpResponse) {
+    let Some(origin) = header(req, "origin") else { return };
+    let rules = cors_rules(req, app);
+    if let Some(rule) = cors::find(&rules, origin, req.method().as_str(), &[]) {
+        for (name, value) in cors::response_headers(rule, origin) {
+            use actix_web::http::header::{HeaderName, HeaderValue};
+            if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value)) {
+                resp.headers_mut().insert(n, v);
+            }
+        }
+    }
 }
 
 /// The path a signature covers: SigV4 signs the path as sent; SigV2's
@@ -196,8 +260,7 @@ async fn serve(req: &HttpRequest, payload: web::Payload, app: &AppState, request
         .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
         .collect();
     let raw_query = req.uri().query().unwrap_or("");
-    let host = header(req, "host").or_else(|| req.uri().host());
-    let virtual_bucket = config.s3_domain.as_deref().zip(host).and_then(|(domain, host)| router::bucket_from_host(host, domain));
+    let virtual_bucket = virtual_bucket(req, config);
     let signed_path = signed_path(req, virtual_bucket);
     let parts = RequestParts { method: req.method().as_str(), raw_path: &signed_path, raw_query, headers: &headers };
     let admin = |ak: &str| config.s3_keys.iter().find(|(a, _)| a == ak).map(|(_, s)| s.clone());
@@ -226,6 +289,9 @@ async fn serve(req: &HttpRequest, payload: web::Payload, app: &AppState, request
         Op::GetBucketPolicy => bucket::get_policy(&ctx),
         Op::PutBucketPolicy => bucket::put_policy(&ctx, payload).await,
         Op::DeleteBucketPolicy => bucket::delete_policy(&ctx),
+        Op::GetBucketCors => bucket::get_cors(&ctx),
+        Op::PutBucketCors => bucket::put_cors(&ctx, payload).await,
+        Op::DeleteBucketCors => bucket::delete_cors(&ctx),
         Op::HeadBucket => bucket::head_bucket(&ctx),
         Op::DeleteBucket => bucket::delete_bucket(&ctx).await,
         Op::GetBucketLocation => bucket::get_location(&ctx),

@@ -48,7 +48,9 @@ pub fn needs(op: &Op) -> Option<Need> {
         | ListObjectVersions | ListMultipartUploads | GetObject | HeadObject | GetObjectAcl | ListParts => Some(Need::Read),
         PutObject | CopyObject | DeleteObject | DeleteObjects | CreateMultipartUpload | UploadPart | UploadPartCopy
         | CompleteMultipartUpload | AbortMultipartUpload => Some(Need::Write),
-        DeleteBucket | GetBucketPolicy | PutBucketPolicy | DeleteBucketPolicy => Some(Need::Owner),
+        DeleteBucket | GetBucketPolicy | PutBucketPolicy | DeleteBucketPolicy | GetBucketCors | PutBucketCors | DeleteBucketCors => {
+            Some(Need::Owner)
+        }
         // Answered 501 whoever asks.
         NotImplemented(_) => None,
     }

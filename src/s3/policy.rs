@@ -243,7 +243,7 @@ fn strings(field: &str, value: &Value) -> Result<Vec<String>, PolicyError> {
 
 /// Whether `text` matches `pattern`, where `*` is any run of characters
 /// (including `/`) and `?` is one character, as in AWS's policies.
-fn glob(pattern: &str, text: &str) -> bool {
+pub(crate) fn glob(pattern: &str, text: &str) -> bool {
     let (p, t) = (pattern.as_bytes(), text.as_bytes());
     let char_len = |i: usize| text[i..].chars().next().map_or(1, char::len_utf8);
     let (mut pi, mut ti) = (0, 0);

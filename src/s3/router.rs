@@ -10,6 +10,9 @@ pub enum Op {
     GetBucketPolicy,
     PutBucketPolicy,
     DeleteBucketPolicy,
+    GetBucketCors,
+    PutBucketCors,
+    DeleteBucketCors,
     HeadBucket,
     DeleteBucket,
     GetBucketLocation,
@@ -46,6 +49,9 @@ impl Op {
             Op::GetBucketPolicy => "GetBucketPolicy",
             Op::PutBucketPolicy => "PutBucketPolicy",
             Op::DeleteBucketPolicy => "DeleteBucketPolicy",
+            Op::GetBucketCors => "GetBucketCors",
+            Op::PutBucketCors => "PutBucketCors",
+            Op::DeleteBucketCors => "DeleteBucketCors",
             Op::HeadBucket => "HeadBucket",
             Op::DeleteBucket => "DeleteBucket",
             Op::GetBucketLocation => "GetBucketLocation",
@@ -94,8 +100,7 @@ pub struct Route {
 /// Longest S3 key, in bytes of UTF-8.
 pub const MAX_KEY_LEN: usize = 1024;
 
-const MISSING: [(&str, &str, &str); 9] = [
-    ("cors", "NoSuchCORSConfiguration", "The CORS configuration does not exist"),
+const MISSING: [(&str, &str, &str); 8] = [
     ("lifecycle", "NoSuchLifecycleConfiguration", "The lifecycle configuration does not exist"),
     ("tagging", "NoSuchTagSet", "The TagSet does not exist"),
     ("website", "NoSuchWebsiteConfiguration", "The specified bucket does not have a website configuration"),
@@ -163,6 +168,14 @@ fn bucket_op(method: &str, has: &dyn Fn(&str) -> bool) -> Result<Op, S3Error> {
             "PUT" => Op::PutBucketPolicy,
             "DELETE" => Op::DeleteBucketPolicy,
             _ => Op::NotImplemented("this method on a bucket policy"),
+        });
+    }
+    if has("cors") {
+        return Ok(match method {
+            "GET" => Op::GetBucketCors,
+            "PUT" => Op::PutBucketCors,
+            "DELETE" => Op::DeleteBucketCors,
+            _ => Op::NotImplemented("this method on a CORS configuration"),
         });
     }
     let op = match method {

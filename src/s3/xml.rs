@@ -17,6 +17,7 @@ use quick_xml::Reader;
 
 use super::checksum::{ChecksumAlgorithm, ChecksumType, ChecksumValue};
 use super::error::S3Error;
+use crate::index::CorsRule;
 
 pub const S3_NS: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
 const DECL: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
@@ -775,6 +776,59 @@ pub fn parse_create_bucket_configuration(body: &[u8]) -> Result<Option<String>, 
     Ok(root.child("LocationConstraint").map(|l| l.text.trim().to_string()).filter(|l| !l.is_empty()))
 }
 
+/// A `<CORSConfiguration>` body: its rules, in order (checks on their
+/// contents are `cors::validate`'s). No rule, or a rule without an origin
+/// or a method, is `MalformedXML`.
+pub fn parse_cors_configuration(body: &[u8]) -> Result<Vec<CorsRule>, S3Error> {
+    let root = parse_root(body, "CORSConfiguration")?;
+    let texts = |rule: &Node, name: &str| rule.children(name).map(|n| n.text.trim().to_string()).collect::<Vec<_>>();
+    let rules = root
+        .children("CORSRule")
+        .map(|r| {
+            let max_age_seconds = match r.child("MaxAgeSeconds") {
+                Some(n) => Some(n.text.trim().parse().ok()?),
+                None => None,
+            };
+            let rule = CorsRule {
+                id: r.child("ID").map(|n| n.text.trim().to_string()),
+                allowed_origins: texts(r, "AllowedOrigin"),
+                allowed_methods: texts(r, "AllowedMethod"),
+                allowed_headers: texts(r, "AllowedHeader"),
+                expose_headers: texts(r, "ExposeHeader"),
+                max_age_seconds,
+            };
+            (!rule.allowed_origins.is_empty() && !rule.allowed_methods.is_empty()).then_some(rule)
+        })
+        .collect::<Option<Vec<_>>>()
+        .ok_or(S3Error::MalformedXML)?;
+    if rules.is_empty() {
+        return Err(S3Error::MalformedXML);
+    }
+    Ok(rules)
+}
+
+/// GetBucketCors' answer.
+pub fn cors_configuration(rules: &[CorsRule]) -> String {
+    let mut out = format!("{DECL}<CORSConfiguration xmlns=\"{S3_NS}\">");
+    for r in rules {
+        out.push_str("<CORSRule>");
+        if let Some(id) = &r.id {
+            out.push_str(&format!("<ID>{}</ID>", escape(id)));
+        }
+        for (name, values) in [("AllowedHeader", &r.allowed_headers), ("AllowedMethod", &r.allowed_methods), ("AllowedOrigin", &r.allowed_origins), ("ExposeHeader", &r.expose_headers)] {
+            for v in values {
+                out.push_str(&format!("<{name}>{}</{name}>", escape(v)));
+            }
+        }
+        if let Some(age) = r.max_age_seconds {
+            out.push_str(&format!("<MaxAgeSeconds>{age}</MaxAgeSeconds>"));
+        }
+        out.push_str("</CORSRule>");
+    }
+    out.push_str("</CORSConfiguration>");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1054,6 +1108,25 @@ mod tests {
                 head("DeleteResult")
             )
         );
+    }
+
+    #[test]
+    fn cors_configuration_round_trips() {
+        let body = format!(
+            "{}<CORSRule><ID>web</ID><AllowedOrigin>https://a.example</AllowedOrigin><AllowedOrigin>*.b.example</AllowedOrigin><AllowedMethod>GET</AllowedMethod><AllowedMethod>PUT</AllowedMethod><AllowedHeader>*</AllowedHeader><ExposeHeader>ETag</ExposeHeader><MaxAgeSeconds>3000</MaxAgeSeconds></CORSRule><CORSRule><AllowedOrigin>*</AllowedOrigin><AllowedMethod>GET</AllowedMethod></CORSRule></CORSConfiguration>",
+            head("CORSConfiguration")
+        );
+        let rules = parse_cors_configuration(body.as_bytes()).unwrap();
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[0].allowed_origins, ["https://a.example", "*.b.example"]);
+        assert_eq!((rules[0].max_age_seconds, rules[1].id.as_deref()), (Some(3000), None));
+        let doc = cors_configuration(&rules);
+        well_formed(&doc, "CORSConfiguration");
+        assert_eq!(parse_cors_configuration(doc.as_bytes()).unwrap(), rules);
+        for bad in ["<CORSConfiguration/>", "<CORSConfiguration><CORSRule><AllowedMethod>GET</AllowedMethod></CORSRule></CORSConfiguration>",
+                    "<CORSConfiguration><CORSRule><AllowedOrigin>*</AllowedOrigin><AllowedMethod>GET</AllowedMethod><MaxAgeSeconds>x</MaxAgeSeconds></CORSRule></CORSConfiguration>"] {
+            assert_eq!(parse_cors_configuration(bad.as_bytes()), Err(S3Error::MalformedXML), "{bad}");
+        }
     }
 
     #[test]
