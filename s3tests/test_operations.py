@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import socket
 import subprocess
 import time
 import urllib.request
@@ -13,6 +14,7 @@ import botocore.exceptions
 import pytest
 from botocore.config import Config
 
+import rawsig
 from conftest import ACCESS, REGION, SECRET, client, free_port, temp_cluster
 
 
@@ -126,3 +128,21 @@ def test_tls_put_multipart_get_with_checksums(tmp_path):
         with pytest.raises(botocore.exceptions.SSLError):
             untrusting.list_buckets()
         assert "(TLS)" in (c.base / "server.log").read_text()
+
+
+def test_request_log_of_uploads_the_client_cut():
+    with temp_cluster(extra_env={"MKV_LOG_FORMAT": "json"}) as c:
+        s3 = client(c)
+        bucket = f"t-{uuid.uuid4().hex[:12]}"
+        s3.create_bucket(Bucket=bucket)
+        req = rawsig.Request(c.port, ACCESS, SECRET, "PUT", f"/{bucket}/cut", headers={"content-length": "100000"},
+                             payload_hash="UNSIGNED-PAYLOAD")
+        for method, path, headers in [("PUT", f"/{bucket}/cut", req.headers), ("PUT", "/native-cut", {"content-length": "100000"})]:
+            with socket.create_connection(("127.0.0.1", c.port)) as s:
+                s.sendall(f"{method} {path} HTTP/1.1\r\n".encode()
+                          + "".join(f"{k}: {v}\r\n" for k, v in {"host": "x", **headers}.items()).encode() + b"\r\n"
+                          + b"y" * 1000)
+                time.sleep(0.3)
+        lines = [l["fields"] for l in wait_lines(c, 3)[1:]]
+        assert [(l["api"], l["operation"], l["bytes_in"]) for l in lines] == [("s3", "PutObject", 1000), ("native", "PUT", 1000)], lines
+        assert lines[0]["bucket"] == bucket

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse};
-use actix_web::{Error, HttpMessage};
+use actix_web::{Error, HttpMessage, HttpRequest};
 use bytes::Bytes;
 use futures::StreamExt;
 
@@ -31,9 +31,10 @@ struct Exchange {
     method: String,
     /// Presigned credentials redacted.
     uri: String,
-    api: &'static str,
-    operation: &'static str,
-    bucket: Option<String>,
+    /// Where the S3 handler notes its route.
+    request: HttpRequest,
+    /// Answered by the S3 handler (even before routing: a bad signature).
+    s3_answer: bool,
     status: u16,
     bytes_in: Arc<AtomicU64>,
     bytes_out: u64,
@@ -43,15 +44,21 @@ impl Drop for Exchange {
     fn drop(&mut self) {
         let took = self.start.elapsed();
         let bytes_in = self.bytes_in.load(Ordering::Relaxed);
-        self.metrics.request_done(self.api, self.operation, self.status, bytes_in, self.bytes_out, took);
+        let route = self.request.extensions().get::<Route>().map(|r| (r.op.name(), r.bucket.clone()));
+        let (api, operation, bucket) = match route {
+            Some((op, bucket)) => ("s3", op, bucket),
+            None if self.s3_answer => ("s3", "Unknown", None),
+            None => ("native", native_op(&self.method), None),
+        };
+        self.metrics.request_done(api, operation, self.status, bytes_in, self.bytes_out, took);
         let ms = (took.as_secs_f64() * 1e6).round() / 1e3;
         tracing::info!(
             target: "mkv::request",
             request_id = %self.request_id,
             peer = %self.peer,
-            api = %self.api,
-            operation = %self.operation,
-            bucket = %self.bucket.as_deref().unwrap_or("-"),
+            api = %api,
+            operation = %operation,
+            bucket = %bucket.as_deref().unwrap_or("-"),
             method = %self.method,
             uri = %self.uri,
             status = self.status,
@@ -81,7 +88,6 @@ where
         }
     });
     req.set_payload(Payload::Stream { payload: Box::pin(payload) });
-    let method = req.method().as_str().to_string();
     metrics.request_started();
     let mut exchange = Exchange {
         metrics,
@@ -89,12 +95,12 @@ where
         // An S3 answer's replaces it.
         request_id: s3::new_request_id(),
         peer: req.peer_addr().map_or("-".into(), |a| a.to_string()),
-        operation: native_op(&method),
-        method,
+        method: req.method().as_str().to_string(),
         uri: s3::loggable_uri(req.uri()),
-        api: "native",
-        bucket: None,
-        status: 0,
+        request: req.request().clone(),
+        s3_answer: false,
+        // Until an answer: the client went away first (nginx's 499).
+        status: 499,
         bytes_in,
         bytes_out: 0,
     };
@@ -109,13 +115,10 @@ where
             }
         };
         exchange.status = res.status().as_u16();
-        // An S3 answer carries its request id; the route, when the request
-        // got that far, names the operation.
+        // An S3 answer carries its request id.
         if let Some(id) = res.headers().get("x-amz-request-id").and_then(|v| v.to_str().ok()) {
-            exchange.api = "s3";
+            exchange.s3_answer = true;
             exchange.request_id = id.to_string();
-            let route = res.request().extensions().get::<Route>().map(|r| (r.op.name(), r.bucket.clone()));
-            (exchange.operation, exchange.bucket) = route.unwrap_or(("Unknown", None));
         }
         Ok(res.map_body(|_, body| Observed { body, exchange }))
     }
