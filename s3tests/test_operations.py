@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -146,3 +147,36 @@ def test_request_log_of_uploads_the_client_cut():
         lines = [l["fields"] for l in wait_lines(c, 3)[1:]]
         assert [(l["api"], l["operation"], l["bytes_in"]) for l in lines] == [("s3", "PutObject", 1000), ("native", "PUT", 1000)], lines
         assert lines[0]["bucket"] == bucket
+
+
+def test_sigterm_lets_an_s3_upload_finish():
+    with temp_cluster() as c:
+        s3 = client(c)
+        bucket = f"t-{uuid.uuid4().hex[:12]}"
+        s3.create_bucket(Bucket=bucket)
+        size, chunk = 200 << 20, os.urandom(1 << 20)
+        req = rawsig.Request(c.port, ACCESS, SECRET, "PUT", f"/{bucket}/big", headers={"content-length": str(size)},
+                             payload_hash="UNSIGNED-PAYLOAD")
+        up = socket.create_connection(("127.0.0.1", c.port))
+        up.sendall(f"PUT /{bucket}/big HTTP/1.1\r\n".encode()
+                   + "".join(f"{k}: {v}\r\n" for k, v in req.headers.items()).encode() + b"\r\n")
+        for _ in range(50):
+            up.sendall(chunk)
+        c.server.send_signal(signal.SIGTERM)
+        deadline = time.time() + 5
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", c.port), timeout=1).close()
+            except OSError:
+                break
+            assert time.time() < deadline, "still accepting after SIGTERM"
+            time.sleep(0.02)
+        for _ in range(150):
+            up.sendall(chunk)
+        answer = up.makefile("rb").readline()
+        up.close()
+        assert answer.startswith(b"HTTP/1.1 200"), answer
+        assert c.server.wait(15) == 0
+        c.start_server()
+        got = s3.get_object(Bucket=bucket, Key="big")["Body"].read()
+        assert len(got) == size and got == chunk * 200
