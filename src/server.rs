@@ -33,8 +33,8 @@ pub fn open_store(config: &Config) -> Result<Store, String> {
 
 async fn dispatch(req: HttpRequest, body: web::Payload, app: web::Data<AppState>) -> HttpResponse {
     let s3_only = app.s3_only_port.is_some() && app.s3_only_port == Some(req.app_config().local_addr().port());
-    // CORS preflights are S3's, whoever sends them.
-    if s3_only || s3::is_s3_request(&req) || req.method() == actix_web::http::Method::OPTIONS {
+    // CORS preflights and browser form uploads are S3's, whoever sends them.
+    if s3_only || s3::is_s3_request(&req) || req.method() == actix_web::http::Method::OPTIONS || s3::post::is_form_post(&req) {
         return s3::handle(req, body, app).await;
     }
     let keyed = || !app.store.config.s3_keys.is_empty() || app.store.index.has_keys().unwrap_or(true);

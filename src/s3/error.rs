@@ -62,6 +62,12 @@ pub enum S3Error {
     InvalidDigest,
     #[error("{0}")]
     InvalidObjectState(String),
+    /// A POST Object policy that cannot be read.
+    #[error("{0}")]
+    InvalidPolicyDocument(String),
+    /// A POST Object body that is not a form we can read.
+    #[error("{0}")]
+    MalformedPOSTRequest(String),
     /// A bucket policy we refuse; the message names the part.
     #[error("{0}")]
     MalformedPolicy(String),
@@ -157,6 +163,8 @@ impl S3Error {
             InvalidStorageClass => "InvalidStorageClass",
             KeyTooLongError => "KeyTooLongError",
             MalformedPolicy(_) => "MalformedPolicy",
+            InvalidPolicyDocument(_) => "InvalidPolicyDocument",
+            MalformedPOSTRequest(_) => "MalformedPOSTRequest",
             MalformedXML => "MalformedXML",
             MalformedTrailerError => "MalformedTrailerError",
             MetadataTooLarge => "MetadataTooLarge",
@@ -224,6 +232,8 @@ impl S3Error {
             | InvalidStorageClass
             | KeyTooLongError
             | MalformedPolicy(_)
+            | InvalidPolicyDocument(_)
+            | MalformedPOSTRequest(_)
             | MalformedXML
             | MalformedTrailerError
             | MetadataTooLarge

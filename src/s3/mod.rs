@@ -14,6 +14,7 @@ pub mod multipart;
 pub mod object;
 pub mod permission;
 pub mod policy;
+pub mod post;
 pub mod router;
 pub mod sigv4;
 pub mod xml;
@@ -112,12 +113,17 @@ impl Ctx<'_> {
     /// `NoSuchBucket` otherwise, as AWS answers even anonymous callers), by
     /// its grants or by the bucket policy's `action` on an object key.
     pub fn require(&self, need: Need, bucket: &str, action: Option<(policy::Action, Option<&str>)>) -> Result<(), S3Error> {
+        self.require_as(&self.principal, need, bucket, action)
+    }
+
+    /// `require` for another principal (a form upload's signer).
+    pub fn require_as(&self, who: &Principal, need: Need, bucket: &str, action: Option<(policy::Action, Option<&str>)>) -> Result<(), S3Error> {
         let info = match self.app.store.index.bucket(bucket) {
             Ok(Some(info)) => info,
             Ok(None) => return Err(S3Error::NoSuchBucket { bucket: bucket.to_string() }),
             Err(e) => return Err(S3Error::InternalError(e.to_string())),
         };
-        match permission::allowed(&self.principal, bucket, &info, need, action) {
+        match permission::allowed(who, bucket, &info, need, action) {
             true => Ok(()),
             false => Err(S3Error::AccessDenied("Access Denied".into())),
         }
@@ -292,6 +298,7 @@ async fn serve(req: &HttpRequest, payload: web::Payload, app: &AppState, request
         Op::GetBucketCors => bucket::get_cors(&ctx),
         Op::PutBucketCors => bucket::put_cors(&ctx, payload).await,
         Op::DeleteBucketCors => bucket::delete_cors(&ctx),
+        Op::PostObject => post::post_object(&ctx, payload).await,
         Op::HeadBucket => bucket::head_bucket(&ctx),
         Op::DeleteBucket => bucket::delete_bucket(&ctx).await,
         Op::GetBucketLocation => bucket::get_location(&ctx),

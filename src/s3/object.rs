@@ -18,7 +18,7 @@ use crate::index::{HeaderBytes, Index, ObjectMeta, Record};
 use crate::store::now_secs;
 
 /// Headers stored with an object and returned on GET/HEAD (with x-amz-meta-*).
-const STORED_HEADERS: [&str; 7] =
+pub const STORED_HEADERS: [&str; 7] =
     ["content-type", "cache-control", "content-disposition", "content-encoding", "content-language", "expires", "x-amz-website-redirect-location"];
 
 /// `response-*` query overrides of GET/HEAD answers.

@@ -43,7 +43,8 @@ pub enum Need {
 pub fn needs(op: &Op) -> Option<Need> {
     use Op::*;
     match op {
-        ListBuckets | CreateBucket => None,
+        // PostObject authorizes itself: its signer is in the form.
+        ListBuckets | CreateBucket | PostObject => None,
         HeadBucket | GetBucketLocation | GetBucketVersioning | GetBucketDefault(_) | ListObjects | ListObjectsV2
         | ListObjectVersions | ListMultipartUploads | GetObject | HeadObject | GetObjectAcl | ListParts => Some(Need::Read),
         PutObject | CopyObject | DeleteObject | DeleteObjects | CreateMultipartUpload | UploadPart | UploadPartCopy

@@ -13,6 +13,8 @@ pub enum Op {
     GetBucketCors,
     PutBucketCors,
     DeleteBucketCors,
+    /// A browser form upload to the bucket.
+    PostObject,
     HeadBucket,
     DeleteBucket,
     GetBucketLocation,
@@ -52,6 +54,7 @@ impl Op {
             Op::GetBucketCors => "GetBucketCors",
             Op::PutBucketCors => "PutBucketCors",
             Op::DeleteBucketCors => "DeleteBucketCors",
+            Op::PostObject => "PostObject",
             Op::HeadBucket => "HeadBucket",
             Op::DeleteBucket => "DeleteBucket",
             Op::GetBucketLocation => "GetBucketLocation",
@@ -206,6 +209,7 @@ fn bucket_op(method: &str, has: &dyn Fn(&str) -> bool) -> Result<Op, S3Error> {
         "DELETE" if is_config(has) => Op::NotImplemented("deleting bucket configuration"),
         "DELETE" => Op::DeleteBucket,
         "POST" if has("delete") => Op::DeleteObjects,
+        "POST" => Op::PostObject,
         _ => return Err(S3Error::MethodNotAllowed),
     };
     Ok(op)

@@ -546,6 +546,32 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 }
 
 /// Seconds since the epoch of an ISO 8601 basic `YYYYMMDDTHHMMSSZ`.
+/// Seconds since the epoch of an `x-amz-date` value (`20130524T000000Z`).
+pub fn amz_date_secs(s: &str) -> Option<i64> {
+    parse_amz_date(s)
+}
+
+/// A browser form upload's SigV4 signature (POST Object): the HMAC of the
+/// base64 policy with the signing key of the credential's scope. Returns
+/// the access key id.
+pub fn verify_post_policy(
+    credential: &str,
+    amz_date: &str,
+    policy_b64: &str,
+    signature: &str,
+    lookup_secret: impl Fn(&str) -> Option<String>,
+    region_check: Option<&str>,
+) -> Result<String, AuthError> {
+    let cred = parse_credential(credential).map_err(AuthError::AuthorizationQueryParametersError)?;
+    check_scope(&cred, amz_date, region_check).map_err(AuthError::AuthorizationQueryParametersError)?;
+    let secret = lookup_secret(&cred.access_key).ok_or(AuthError::InvalidAccessKeyId)?;
+    let key = signing_key(&secret, &cred.date, &cred.region, &cred.service);
+    if !hmac_matches(&key, policy_b64.as_bytes(), signature) {
+        return Err(AuthError::SignatureDoesNotMatch { string_to_sign: policy_b64.to_string(), canonical_request: String::new() });
+    }
+    Ok(cred.access_key)
+}
+
 fn parse_amz_date(s: &str) -> Option<i64> {
     let b = s.as_bytes();
     if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
@@ -930,6 +956,16 @@ fn v2_signature_matches(secret: &str, string_to_sign: &str, provided_b64: &str) 
     let mut mac = HmacSha1::new_from_slice(secret.as_bytes()).expect("HMAC accepts keys of any length");
     mac.update(string_to_sign.as_bytes());
     mac.verify_slice(&provided).is_ok()
+}
+
+/// A browser form upload's SigV2 signature (POST Object with
+/// `AWSAccessKeyId` and `signature`): base64 HMAC-SHA1 of the base64 policy.
+pub fn verify_post_policy_v2(access_key: &str, policy_b64: &str, signature: &str, lookup_secret: impl Fn(&str) -> Option<String>) -> Result<(), AuthError> {
+    let secret = lookup_secret(access_key).ok_or(AuthError::InvalidAccessKeyId)?;
+    match v2_signature_matches(&secret, policy_b64, signature) {
+        true => Ok(()),
+        false => Err(v2_mismatch(policy_b64.to_string())),
+    }
 }
 
 fn v2_verified(access_key: &str) -> Verified {

@@ -807,6 +807,17 @@ pub fn parse_cors_configuration(body: &[u8]) -> Result<Vec<CorsRule>, S3Error> {
     Ok(rules)
 }
 
+/// POST Object's answer with `success_action_status=201`.
+pub fn post_response(location: &str, bucket: &str, key: &str, etag: &str) -> String {
+    format!(
+        "{DECL}<PostResponse><Location>{}</Location><Bucket>{}</Bucket><Key>{}</Key><ETag>{}</ETag></PostResponse>",
+        escape(location),
+        escape(bucket),
+        escape(key),
+        escape(etag)
+    )
+}
+
 /// GetBucketCors' answer.
 pub fn cors_configuration(rules: &[CorsRule]) -> String {
     let mut out = format!("{DECL}<CORSConfiguration xmlns=\"{S3_NS}\">");
