@@ -59,12 +59,17 @@ def stop(proc):
 
 
 class Cluster:
-    def __init__(self, base, n_volumes=3, extra_args=(), extra_env=None):
+    def __init__(self, base, n_volumes=3, extra_args=(), extra_env=None, tls=None):
         self.base = pathlib.Path(base)
         # More server flags and environment (e.g. MKV_DELETE_GRACE), kept
         # for every (re)start.
         self.extra_args = list(extra_args)
         self.extra_env = dict(extra_env or {})
+        # tls=(cert, key): both ports serve HTTPS; clients trust `ca`.
+        self.ca = None
+        if tls:
+            self.ca = pathlib.Path(tls[0])
+            self.extra_args += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
         self.volumes = []  # (port, dir, proc)
         for i in range(n_volumes):
             d = self.base / f"vol{i}"
@@ -102,8 +107,12 @@ class Cluster:
         self.start_server()
 
     @property
+    def scheme(self):
+        return "https" if self.ca else "http"
+
+    @property
     def endpoint(self):
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def close(self):
         stop(self.server)
@@ -134,10 +143,30 @@ def cluster():
         yield c
 
 
+def self_signed(folder):
+    """A certificate for localhost and 127.0.0.1, made now (openssl CLI)."""
+    openssl = shutil.which("openssl")
+    if not openssl:
+        pytest.skip("no openssl CLI")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"], check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.fixture(scope="session")
+def tls_cluster(tmp_path_factory):
+    """A cluster serving HTTPS with a self-signed certificate (cluster.ca)."""
+    with temp_cluster(tls=self_signed(tmp_path_factory.mktemp("tls"))) as c:
+        yield c
+
+
 def client(cluster, **config):
     return boto3.client(
         "s3", endpoint_url=cluster.endpoint, aws_access_key_id=ACCESS, aws_secret_access_key=SECRET,
-        region_name=REGION, config=Config(retries={"max_attempts": 1}, **config),
+        region_name=REGION, verify=str(cluster.ca) if cluster.ca else None,
+        config=Config(retries={"max_attempts": 1}, **config),
     )
 
 
@@ -186,10 +215,28 @@ def tool_env(cluster):
 
 
 def aws(cluster, *args, check=True, input=None):
-    """Run aws cli against the cluster; returns CompletedProcess (text)."""
+    """Run aws cli against the cluster (trusting its certificate over TLS);
+    returns CompletedProcess (text)."""
     exe = shutil.which("aws", path=tool_env(cluster)["PATH"])
-    r = subprocess.run([exe, "--endpoint-url", cluster.endpoint, *args], env=tool_env(cluster),
+    tls = ["--ca-bundle", str(cluster.ca)] if cluster.ca else []
+    r = subprocess.run([exe, "--endpoint-url", cluster.endpoint, *tls, *args], env=tool_env(cluster),
                        capture_output=True, text=True, input=input, timeout=300)
     if check and r.returncode != 0:
         raise AssertionError(f"aws {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
     return r
+
+
+def write_tree(root, tree, age=0):
+    """Files of `tree` ({relative path: bytes}) under `root`, modified `age`
+    seconds ago."""
+    for rel, data in tree.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+        if age:
+            os.utime(p, (time.time() - age, time.time() - age))
+
+
+def same_tree(a, b):
+    r = subprocess.run(["diff", "-r", str(a), str(b)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -1,11 +1,10 @@
-"""Operations: the request log, metrics, TLS."""
+"""Operations: the request log, metrics, TLS (boto3; the aws cli and rclone over
+TLS are in test_s3_tools.py, against the same tls_cluster)."""
 
 import json
 import os
-import shutil
 import signal
 import socket
-import subprocess
 import time
 import urllib.request
 import uuid
@@ -16,7 +15,7 @@ import pytest
 from botocore.config import Config
 
 import rawsig
-from conftest import ACCESS, REGION, SECRET, client, free_port, temp_cluster
+from conftest import ACCESS, REGION, SECRET, client, free_port, remove_bucket, temp_cluster
 
 
 def request_lines(cluster):
@@ -84,26 +83,16 @@ def test_metrics_name_s3_operations_never_buckets():
         assert "admin: /metrics, /health, /ready on 127.0.0.1:" in (c.base / "server.log").read_text()
 
 
-def self_signed(folder):
-    """A certificate for localhost and 127.0.0.1, made now (openssl CLI)."""
-    openssl = shutil.which("openssl")
-    if not openssl:
-        pytest.skip("no openssl CLI")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                    "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"], check=True, capture_output=True)
-    return cert, key
-
-
-def test_tls_put_multipart_get_with_checksums(tmp_path):
-    cert, key = self_signed(tmp_path)
-    with temp_cluster(extra_args=["--tls-cert", str(cert), "--tls-key", str(key)]) as c:
-        s3 = boto3.client("s3", endpoint_url=f"https://localhost:{c.port}", aws_access_key_id=ACCESS,
-                          aws_secret_access_key=SECRET, region_name=REGION, verify=str(cert),
-                          config=Config(retries={"max_attempts": 1}))
-        bucket = f"t-{uuid.uuid4().hex[:12]}"
-        s3.create_bucket(Bucket=bucket)
+def test_tls_put_multipart_get_with_checksums(tls_cluster):
+    c, cert = tls_cluster, tls_cluster.ca
+    # By name (DNS SAN localhost) here; the aws cli and rclone tests
+    # (test_s3_tools.py) reach the same server by address (IP SAN).
+    s3 = boto3.client("s3", endpoint_url=f"https://localhost:{c.port}", aws_access_key_id=ACCESS,
+                      aws_secret_access_key=SECRET, region_name=REGION, verify=str(cert),
+                      config=Config(retries={"max_attempts": 1}))
+    bucket = f"t-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    try:
         body = os.urandom(300_000)
         s3.put_object(Bucket=bucket, Key="one", Body=body, ChecksumAlgorithm="SHA256")
         got = s3.get_object(Bucket=bucket, Key="one", ChecksumMode="ENABLED")
@@ -129,6 +118,8 @@ def test_tls_put_multipart_get_with_checksums(tmp_path):
         with pytest.raises(botocore.exceptions.SSLError):
             untrusting.list_buckets()
         assert "(TLS)" in (c.base / "server.log").read_text()
+    finally:
+        remove_bucket(s3, bucket)
 
 
 def test_request_log_of_uploads_the_client_cut():

@@ -6,9 +6,6 @@ import base64
 import concurrent.futures
 import hashlib
 import json
-import os
-import subprocess
-import time
 import urllib.request
 import uuid
 import xml.etree.ElementTree as ET
@@ -19,7 +16,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.handlers import set_list_objects_encoding_type_url
 
-from conftest import ACCESS, REGION, S3_DOMAIN, SECRET, aws, client, code, remove_bucket
+from conftest import ACCESS, REGION, S3_DOMAIN, SECRET, aws, client, code, remove_bucket, same_tree, write_tree
 
 NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 
@@ -382,21 +379,6 @@ TREE = {
     "pct%20name.txt": b"percent\n",
     "empty": b"",
 }
-
-
-def write_tree(root, tree, age=0):
-    """Files of `tree` under `root`, modified `age` seconds ago."""
-    for rel, data in tree.items():
-        p = root / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(data)
-        if age:
-            os.utime(p, (time.time() - age, time.time() - age))
-
-
-def same_tree(a, b):
-    r = subprocess.run(["diff", "-r", str(a), str(b)], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_aws_cli_sync_ls_rm(cluster, s3, bucket, tmp_path):

@@ -1,15 +1,20 @@
 """rclone and s3cmd (the Debian packages) against a real cluster: the
-listing, copy and delete calls they build on, path style and virtual-hosted."""
+listing, copy and delete calls they build on, path style and virtual-hosted.
+Over HTTPS (tls_cluster, a self-signed certificate made at test time): the
+aws cli and rclone."""
 
+import base64
+import json
 import os
 import shutil
 import subprocess
 import time
 import uuid
+import zlib
 
 import pytest
 
-from conftest import ACCESS, REGION, S3_DOMAIN, SECRET, remove_bucket
+from conftest import ACCESS, REGION, S3_DOMAIN, SECRET, aws, client, remove_bucket, same_tree, write_tree
 
 TIMEOUT = 60
 
@@ -20,18 +25,6 @@ TREE = {
     "日本/データ 1.txt": b"japanese\n",
     "deep/1/2/3/five.log": b"5" * 3000,
 }
-
-
-def write_tree(root, tree):
-    for rel, data in tree.items():
-        p = root / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(data)
-
-
-def same_tree(a, b):
-    r = subprocess.run(["diff", "-r", str(a), str(b)], capture_output=True, text=True, timeout=TIMEOUT)
-    assert r.returncode == 0, r.stdout + r.stderr
 
 
 def keys_of(s3, bucket, prefix=""):
@@ -80,6 +73,19 @@ def fresh(s3):
     remove_bucket(s3, name)
 
 
+@pytest.fixture
+def tls_s3(tls_cluster):
+    return client(tls_cluster)
+
+
+@pytest.fixture
+def tls_fresh(tls_s3):
+    """As `fresh`, on the HTTPS cluster."""
+    name = f"tool-{uuid.uuid4().hex[:10]}"
+    yield name
+    remove_bucket(tls_s3, name)
+
+
 def test_rclone(cluster, s3, fresh, tmp_path):
     env = rclone_env(cluster, tmp_path)
     src = tmp_path / "src"
@@ -125,6 +131,69 @@ def test_rclone_virtual_hosted(cluster, s3, fresh, tmp_path):
     assert keys_of(s3, fresh) == sorted(TREE)
     rclone(env, "purge", f"mkv:{fresh}")
     assert fresh not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
+
+# ---- over HTTPS: tls_cluster (conftest), by address (IP SAN 127.0.0.1) ----
+
+def crc32_b64(data):
+    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+
+
+def test_aws_cli_over_tls(tls_cluster, tls_s3, tls_fresh, tmp_path):
+    c, bucket = tls_cluster, tls_fresh
+    assert c.endpoint.startswith("https://127.0.0.1:")
+    aws(c, "s3", "mb", f"s3://{bucket}")
+    # 20 MiB: above the cli's 8 MiB multipart threshold, both ways (ranged
+    # GETs down).
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(20 << 20))
+    aws(c, "s3", "cp", str(big), f"s3://{bucket}/dir/big.bin")
+    head = tls_s3.head_object(Bucket=bucket, Key="dir/big.bin")
+    assert head["ContentLength"] == 20 << 20 and head["ETag"].endswith('-3"'), head
+    aws(c, "s3", "cp", f"s3://{bucket}/dir/big.bin", str(tmp_path / "back.bin"))
+    assert (tmp_path / "back.bin").read_bytes() == big.read_bytes()
+    assert tls_s3.get_object(Bucket=bucket, Key="dir/big.bin")["Body"].read() == big.read_bytes()
+    # PutObject with a CRC32: over https the body goes aws-chunked, unsigned,
+    # the checksum in a trailer.
+    small = tmp_path / "small.bin"
+    small.write_bytes(os.urandom(1_000_000))
+    want = crc32_b64(small.read_bytes())
+    r = aws(c, "--debug", "s3api", "put-object", "--bucket", bucket, "--key", "crc", "--body", str(small),
+            "--checksum-algorithm", "CRC32")
+    sent = r.stderr.lower()
+    assert "'x-amz-trailer': b'x-amz-checksum-crc32'" in sent or "'x-amz-trailer': 'x-amz-checksum-crc32'" in sent, sent[-3000:]
+    assert "streaming-unsigned-payload-trailer" in sent
+    assert json.loads(r.stdout)["ChecksumCRC32"] == want
+    # GetObject with checksum mode: the cli checks the body against the
+    # x-amz-checksum-crc32 the server sends (a mismatch fails the command).
+    r = aws(c, "--debug", "s3api", "get-object", "--bucket", bucket, "--key", "crc", "--checksum-mode", "ENABLED",
+            str(tmp_path / "crc.out"))
+    assert json.loads(r.stdout)["ChecksumCRC32"] == want
+    assert "Skipping checksum validation" not in r.stderr
+    assert (tmp_path / "crc.out").read_bytes() == small.read_bytes()
+    aws(c, "s3", "rb", "--force", f"s3://{bucket}")
+    assert bucket not in [b["Name"] for b in tls_s3.list_buckets()["Buckets"]]
+
+
+def test_rclone_over_tls(tls_cluster, tls_s3, tls_fresh, tmp_path):
+    env = rclone_env(tls_cluster, tmp_path)
+    assert env["RCLONE_CONFIG_MKV_ENDPOINT"].startswith("https://127.0.0.1:")
+    ca = ["--ca-cert", str(tls_cluster.ca)]
+    # Without the certificate rclone refuses the server.
+    assert rclone(env, "lsd", "mkv:", check=False).returncode != 0
+    src = tmp_path / "src"
+    # One file above the (lowered) upload cutoff: a multipart upload.
+    write_tree(src, {**TREE, "big/eleven.bin": os.urandom(11 << 20)})
+    multipart = ["--s3-upload-cutoff", "5M", "--s3-chunk-size", "5M"]
+    rclone(env, *ca, "mkdir", f"mkv:{tls_fresh}")
+    rclone(env, *ca, *multipart, "copy", str(src), f"mkv:{tls_fresh}/dir")
+    assert keys_of(tls_s3, tls_fresh) == sorted(f"dir/{k}" for k in [*TREE, "big/eleven.bin"])
+    assert tls_s3.head_object(Bucket=tls_fresh, Key="dir/big/eleven.bin")["ETag"].endswith('-3"')
+    rclone(env, *ca, "check", str(src), f"mkv:{tls_fresh}/dir")
+    rclone(env, *ca, "copy", f"mkv:{tls_fresh}/dir", str(tmp_path / "back"))
+    same_tree(src, tmp_path / "back")
+    rclone(env, *ca, "purge", f"mkv:{tls_fresh}")
+    assert tls_fresh not in [b["Name"] for b in tls_s3.list_buckets()["Buckets"]]
 
 
 # ---- s3cmd: a temporary config file ----
