@@ -37,6 +37,8 @@ pub enum Command {
     Key(KeyArgs),
     /// S3 buckets: which key may do what (allow, deny), list, info.
     Bucket(BucketArgs),
+    /// Copy the index (--db) into a new folder, while the server runs.
+    Backup(BackupArgs),
 }
 
 impl Command {
@@ -52,6 +54,7 @@ impl Command {
             Command::Uploads(a) => a.json,
             Command::Key(a) => a.json,
             Command::Bucket(a) => a.json,
+            Command::Backup(a) => a.json,
         }
     }
 }
@@ -193,6 +196,15 @@ pub struct BucketArgs {
     pub action: BucketAction,
     /// Print as JSON on stdout.
     #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct BackupArgs {
+    /// New folder for the copy (`data.mdb`); refused if it holds anything.
+    pub dest: PathBuf,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
     pub json: bool,
 }
 
@@ -490,6 +502,13 @@ mod tests {
         let c = p("mkv uploads abort --older-than 1d a b");
         let Command::Uploads(UploadsArgs { action: UploadsAction::Abort { ids, older_than }, .. }) = c.command else { panic!("not abort") };
         assert_eq!((ids.len(), older_than), (2, Some(Duration::from_secs(86400))));
+    }
+
+    #[test]
+    fn backup_command() {
+        let c = p("mkv -db /x backup /backups/1 -json");
+        assert_eq!(c.command, Command::Backup(BackupArgs { dest: "/backups/1".into(), json: true }));
+        assert!(parse(["mkv", "backup"].map(String::from)).is_err());
     }
 
     #[test]

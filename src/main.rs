@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         Command::Uploads(a) => mkv::admin::uploads::run(cli.config, a),
         Command::Key(a) => mkv::admin::access::keys(cli.config, a),
         Command::Bucket(a) => mkv::admin::access::buckets(cli.config, a),
+        Command::Backup(a) => mkv::admin::backup::run(cli.config, a),
     };
     match admin {
         Ok(true) => ExitCode::SUCCESS,

@@ -658,3 +658,60 @@ async fn generations_collector_rebuild_verify_repair() {
     assert_eq!(store.record(b"/g/hidden").unwrap().unwrap(), hidden);
     assert!(!store.record(b"/g/unlinked").unwrap().unwrap().is_live());
 }
+
+/// Every record with its metadata, in key order.
+async fn all_records(index: &Index) -> Vec<(Vec<u8>, mkv::index::Record, Option<mkv::index::ObjectMeta>)> {
+    let recs: Vec<(Vec<u8>, mkv::index::Record)> = mkv::admin::records(index.clone(), Vec::new()).map(Result::unwrap).collect().await;
+    let metas = index.get_metas(&recs.iter().map(|(k, _)| k).collect::<Vec<_>>()).unwrap();
+    recs.into_iter().zip(metas).map(|((k, r), m)| (k, r, m)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_while_the_server_writes() {
+    let cl = cluster(2, 2, 4);
+    let store = &cl.server().store;
+    let before: Vec<(Vec<u8>, Vec<u8>)> = (0..300).map(|i| (format!("/b/{i}").into_bytes(), value_for(i))).collect();
+    put_all(cl.server(), &before, 16).await;
+    for i in 0..5 {
+        s3_write(store, format!("/bucket/s3/{i}").as_bytes(), value_for(i)).await;
+    }
+    store.index.create_bucket("bucket", &mkv::index::BucketInfo { created: 7, ..Default::default() }).unwrap();
+
+    // The copy is taken while another 300 keys go in.
+    let setup = setup_of(&cl, &cl.volumes.iter().collect::<Vec<_>>(), 2, 4);
+    let dest = cl.tmp.path().join("backups/one");
+    let during: Vec<(Vec<u8>, Vec<u8>)> = (0..300).map(|i| (format!("/d/{i}").into_bytes(), value_for(i))).collect();
+    let args = ["--db".to_string(), setup.db.display().to_string(), "backup".into(), dest.display().to_string(), "--json".into()];
+    let (run, ()) = tokio::join!(tokio::task::spawn_blocking(move || run_mkv(&args)), put_all(cl.server(), &during, 8));
+    let run = run.unwrap();
+    assert!(run.ok, "{run:?}");
+    let file = dest.join("data.mdb");
+    assert_eq!(run.report["path"], file.display().to_string());
+    assert_eq!(run.count("bytes"), std::fs::metadata(&file).unwrap().len());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!((mode(&dest), mode(&file)), (0o700, 0o600));
+
+    // Nothing written before it is missing, and every record it holds is the
+    // server's (keys written meanwhile are in it or not, whole).
+    let copy = Index::open(&dest, 1 << 30).unwrap();
+    let (copied, live) = (all_records(&copy).await, all_records(&store.index).await);
+    assert!(copied.len() >= 305 && copied.len() <= 605, "{}", copied.len());
+    let live: BTreeMap<_, _> = live.into_iter().map(|(k, r, m)| (k, (r, m))).collect();
+    for (k, r, m) in &copied {
+        assert_eq!(live.get(k), Some(&(r.clone(), m.clone())), "{}", String::from_utf8_lossy(k));
+    }
+    let copied: BTreeSet<&Vec<u8>> = copied.iter().map(|(k, _, _)| k).collect();
+    assert!(before.iter().all(|(k, _)| copied.contains(k)));
+    assert!((0..5).all(|i| copied.contains(&format!("/bucket/s3/{i}").into_bytes())));
+    assert_eq!(copy.buckets().unwrap(), store.index.buckets().unwrap());
+    drop(copy);
+
+    // A folder holding anything is refused, and a --db that is not an index.
+    for (db, dest, says) in [(&setup.db, &dest, "is not empty"), (&cl.tmp.path().join("nodb"), &cl.tmp.path().join("b2"), "no index at")] {
+        let out = mkv_command(&["--db".into(), db.display().to_string(), "backup".into(), dest.display().to_string()]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(says), "{stderr}");
+    }
+    assert!(!cl.tmp.path().join("nodb").exists());
+}

@@ -5,17 +5,11 @@
 use rand::Rng;
 use serde::Serialize;
 
-use super::AdminError;
+use super::{open_db, AdminError};
 use crate::config::{BucketAction, BucketArgs, Config, GrantArgs, KeyAction, KeyArgs};
 use crate::index::{Grant, Index, KeyInfo};
 use crate::s3::xml::iso8601;
 use crate::store::now_secs;
-
-/// The index at `--db` (no volumes needed).
-fn index(config: &Config) -> Result<Index, AdminError> {
-    let db = config.db_path().map_err(AdminError::Config)?;
-    Index::open(db, config.db_map_gib << 30).map_err(|source| AdminError::Open { path: db.display().to_string(), source })
-}
 
 fn random_from(alphabet: &[u8], n: usize) -> String {
     let mut rng = rand::rng();
@@ -58,7 +52,7 @@ fn fail(message: String) -> Result<bool, AdminError> {
 }
 
 pub fn keys(config: Config, args: KeyArgs) -> Result<bool, AdminError> {
-    let index = index(&config)?;
+    let index = open_db(&config)?;
     match args.action {
         KeyAction::Create { name } => {
             let (id, secret) = new_key();
@@ -140,7 +134,7 @@ fn change_grant(index: &Index, config: &Config, g: &GrantArgs, allow: bool) -> R
 }
 
 pub fn buckets(config: Config, args: BucketArgs) -> Result<bool, AdminError> {
-    let index = index(&config)?;
+    let index = open_db(&config)?;
     match &args.action {
         BucketAction::Allow(g) | BucketAction::Deny(g) => {
             let allow = matches!(args.action, BucketAction::Allow(_));

@@ -4,6 +4,7 @@
 //! a live server is in `docs/operations.md`.
 
 pub mod access;
+pub mod backup;
 pub mod progress;
 pub mod rebalance;
 pub mod rebuild;
@@ -40,6 +41,10 @@ pub enum AdminError {
     Open { path: String, source: IndexError },
     #[error(transparent)]
     Index(#[from] IndexError),
+    #[error("no index at {0} (no data.mdb): check --db")]
+    NoIndex(String),
+    #[error("{0} is not empty: back up into a new folder")]
+    DestNotEmpty(String),
     #[error("{db} already holds {keys} keys: rebuild into a fresh --db, or pass --clear to empty it (with no server using it)")]
     NotEmpty { db: String, keys: u64 },
     #[error("server {addr}: {reason}")]
@@ -62,8 +67,23 @@ pub fn run(json: bool, command: impl Future<Output = Result<Report, AdminError>>
 /// The index at `--db`, for a command that needs `--volumes` too.
 pub fn open_index(config: &Config) -> Result<Index, AdminError> {
     config.check_volumes().map_err(AdminError::Config)?;
+    open_db(config)
+}
+
+/// The index at `--db` (created if missing), for a command that needs only it.
+pub fn open_db(config: &Config) -> Result<Index, AdminError> {
     let db = config.db_path().map_err(AdminError::Config)?;
     Index::open(db, config.db_map_gib << 30).map_err(|source| AdminError::Open { path: db.display().to_string(), source })
+}
+
+/// The index at `--db`, which must exist: a command reading it must not
+/// make an empty one out of a mistyped path.
+pub fn existing_db(config: &Config) -> Result<Index, AdminError> {
+    let db = config.db_path().map_err(AdminError::Config)?;
+    if !db.join("data.mdb").is_file() {
+        return Err(AdminError::NoIndex(db.display().to_string()));
+    }
+    open_db(config)
 }
 
 pub fn volume_client(config: &Config) -> VolumeClient {

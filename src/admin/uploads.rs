@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{open_index, volume_client, AdminError, Item, Progress, Report};
+use super::{open_db, open_index, volume_client, AdminError, Item, Progress, Report};
 use crate::config::{Config, UploadsAction, UploadsArgs};
-use crate::index::Index;
 use crate::s3::multipart::abort_upload;
 use crate::s3::xml::iso8601;
 use crate::store::now_secs;
@@ -33,8 +32,7 @@ struct Listed {
 
 fn list(config: &Config, prefix: &str, json: bool) -> Result<bool, AdminError> {
     // Listing needs only the index: no --volumes.
-    let db = config.db_path().map_err(AdminError::Config)?;
-    let index = Index::open(db, config.db_map_gib << 30).map_err(|source| AdminError::Open { path: db.display().to_string(), source })?;
+    let index = open_db(config)?;
     let mut out = Vec::new();
     for (key, id, upload) in index.all_uploads()? {
         if !key.starts_with(prefix.as_bytes()) {

@@ -115,6 +115,8 @@ pub enum IndexError {
     Meta(#[from] serde_json::Error),
     #[error("index: cannot create {0}: {1}")]
     Create(String, std::io::Error),
+    #[error("index: copy to {0}: {1}")]
+    Copy(String, std::io::Error),
 }
 
 #[derive(Clone)]
@@ -360,6 +362,36 @@ impl Index {
         })
     }
 
+    /// A consistent copy of the whole environment as of one read transaction
+    /// (writers go on meanwhile), compacted (free pages left out), written to
+    /// `dir/data.mdb` and synced. `dir` is created private like the index;
+    /// an existing `data.mdb` there is never overwritten. Returns its size.
+    pub fn copy_to(&self, dir: &Path) -> Result<u64, IndexError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(dir)
+            .map_err(|e| IndexError::Create(dir.display().to_string(), e))?;
+        let path = dir.join("data.mdb");
+        let copy_err = |e: std::io::Error| IndexError::Copy(path.display().to_string(), e);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| IndexError::Create(path.display().to_string(), e))?;
+        let copied = match self.env.copy_to_file(&mut file, heed::CompactionOption::Enabled) {
+            Ok(()) => file.sync_all().and_then(|()| file.metadata()).map(|m| m.len()).map_err(copy_err),
+            Err(e) => Err(e.into()),
+        };
+        if copied.is_err() {
+            // A partial copy must not pass for a backup.
+            let _ = std::fs::remove_file(&path);
+        }
+        // The new entry must survive a crash too.
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(copy_err)?;
+        copied
+    }
+
     /// Remove a key's record and metadata (a hard delete).
     pub fn delete(&self, key: &[u8]) -> Result<(), IndexError> {
         let mut wtxn = self.env.write_txn()?;
@@ -552,6 +584,24 @@ mod tests {
         assert_eq!(mode(&path), 0o700);
         assert_eq!(mode(&path.join("data.mdb")), 0o600);
         assert_eq!(mode(&path.join("lock.mdb")), 0o600);
+    }
+
+    #[test]
+    fn copy_is_private_whole_and_never_overwrites() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let idx = Index::open(&dir.path().join("db"), 1 << 26).unwrap();
+        let meta = ObjectMeta { size: 3, mtime: 9, ..Default::default() };
+        idx.put(b"/k", &live("v"), Some(&meta)).unwrap();
+        idx.create_bucket("b", &BucketInfo { created: 1, ..Default::default() }).unwrap();
+        let dest = dir.path().join("backup/1");
+        assert!(idx.copy_to(&dest).unwrap() > 0);
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode(&dest), mode(&dest.join("data.mdb"))), (0o700, 0o600));
+        assert!(matches!(idx.copy_to(&dest), Err(IndexError::Create(..))));
+        let copy = Index::open(&dest, 1 << 26).unwrap();
+        assert_eq!(copy.get_with_meta(b"/k").unwrap(), Some((live("v"), Some(meta))));
+        assert_eq!(copy.bucket("b").unwrap().unwrap().created, 1);
     }
 
     #[test]
