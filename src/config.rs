@@ -39,6 +39,9 @@ pub enum Command {
     Bucket(BucketArgs),
     /// Copy the index (--db) into a new folder, while the server runs.
     Backup(BackupArgs),
+    /// Volumes up or down, index figures: from a server's admin listener
+    /// (--server), or from --db and --volumes.
+    Status(StatusArgs),
 }
 
 impl Command {
@@ -55,6 +58,7 @@ impl Command {
             Command::Key(a) => a.json,
             Command::Bucket(a) => a.json,
             Command::Backup(a) => a.json,
+            Command::Status(a) => a.json,
         }
     }
 }
@@ -204,6 +208,20 @@ pub struct BackupArgs {
     /// New folder for the copy (`data.mdb`); refused if it holds anything.
     pub dest: PathBuf,
     /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct StatusArgs {
+    /// Ask this running server's admin listener (its --admin-bind:--admin-port).
+    #[arg(long)]
+    pub server: Option<String>,
+    /// Also count live objects and their bytes: a scan of the whole index
+    /// (not with --server).
+    #[arg(long, conflicts_with = "server")]
+    pub bytes: bool,
+    /// Print as JSON on stdout.
     #[arg(long)]
     pub json: bool,
 }
@@ -509,6 +527,15 @@ mod tests {
         let c = p("mkv -db /x backup /backups/1 -json");
         assert_eq!(c.command, Command::Backup(BackupArgs { dest: "/backups/1".into(), json: true }));
         assert!(parse(["mkv", "backup"].map(String::from)).is_err());
+    }
+
+    #[test]
+    fn status_command() {
+        let c = p("mkv -db /x status -bytes");
+        assert_eq!(c.command, Command::Status(StatusArgs { server: None, bytes: true, json: false }));
+        let c = p("mkv status --server localhost:9100 --json");
+        assert_eq!(c.command, Command::Status(StatusArgs { server: Some("localhost:9100".into()), bytes: false, json: true }));
+        assert!(parse(["mkv", "status", "--server", "h:1", "--bytes"].map(String::from)).is_err());
     }
 
     #[test]

@@ -34,6 +34,7 @@ fn main() -> ExitCode {
         Command::Key(a) => mkv::admin::access::keys(cli.config, a),
         Command::Bucket(a) => mkv::admin::access::buckets(cli.config, a),
         Command::Backup(a) => mkv::admin::backup::run(cli.config, a),
+        Command::Status(a) => mkv::admin::status::run(cli.config, a),
     };
     match admin {
         Ok(true) => ExitCode::SUCCESS,

@@ -1,5 +1,5 @@
 //! The admin listener (`--admin-port`): `/metrics` (Prometheus text),
-//! `/health` and `/ready`. Unauthenticated: bound to `--admin-bind`
+//! `/health`, `/ready` and `/status` (JSON, what `mkv status` shows). Unauthenticated: bound to `--admin-bind`
 //! (loopback by default), apart from the data listeners.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,6 +36,7 @@ pub fn serve(store: Store, listener: std::net::TcpListener, stopping: Arc<Atomic
             .route("/metrics", web::get().to(metrics))
             .route("/health", web::get().to(health))
             .route("/ready", web::get().to(ready))
+            .route("/status", web::get().to(status))
     })
     .workers(1)
     // The data server handles signals and stops this one after itself.
@@ -49,6 +50,14 @@ async fn metrics(state: web::Data<Monitored>) -> HttpResponse {
     match store.index.stats() {
         Ok(stats) => HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(store.metrics.render(&stats)),
         Err(e) => HttpResponse::InternalServerError().body(format!("index: {e}\n")),
+    }
+}
+
+async fn status(state: web::Data<Monitored>) -> HttpResponse {
+    let store = &state.store;
+    match crate::admin::status::collect(&store.index, &store.volumes, &store.config.volumes).await {
+        Ok(status) => HttpResponse::Ok().json(status),
+        Err(e) => HttpResponse::InternalServerError().body(format!("{e}\n")),
     }
 }
 
@@ -73,8 +82,8 @@ async fn readiness(state: &Monitored) -> Result<(), NotReady> {
     let store = &state.store;
     store.index.stats()?;
     let volumes = &store.config.volumes;
-    let answers = futures::future::join_all(volumes.iter().map(|v| store.volumes.answers(v))).await;
-    let down: Vec<&str> = volumes.iter().zip(&answers).filter(|(_, up)| !**up).map(|(v, _)| v.as_str()).collect();
+    let answers = futures::future::join_all(volumes.iter().map(|v| store.volumes.probe(v))).await;
+    let down: Vec<&str> = volumes.iter().zip(&answers).filter(|(_, a)| a.is_err()).map(|(v, _)| v.as_str()).collect();
     let (answering, needed) = (volumes.len() - down.len(), store.config.replicas as usize);
     if answering < needed {
         return Err(NotReady::Volumes { answering, total: volumes.len(), needed, down: down.join(", ") });

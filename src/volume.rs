@@ -91,12 +91,27 @@ impl VolumeClient {
         result
     }
 
-    /// Whether a volume (`host:port`) answers HTTP within the HEAD timeout
-    /// (readiness).
-    pub async fn answers(&self, volume: &str) -> bool {
+    /// How long a volume (`host:port`) takes to answer a `HEAD /` (any
+    /// status but 5xx) within the HEAD timeout: readiness, `mkv status`.
+    pub async fn probe(&self, volume: &str) -> Result<Duration> {
         let url = format!("http://{volume}/");
-        let call = async { self.http.head(&url).timeout(self.head_timeout).send().await.map_err(|e| Error::volume(&url, e)) };
-        matches!(self.timed("HEAD", &url, call).await, Ok(r) if !r.status().is_server_error())
+        let start = Instant::now();
+        let call = async {
+            let resp = self.http.head(&url).timeout(self.head_timeout).send().await.map_err(|e| {
+                // reqwest's own message names only the URL; the cause is at the
+                // bottom of the chain (connection refused, …).
+                let mut cause: &dyn std::error::Error = &e;
+                while let Some(next) = cause.source() {
+                    cause = next;
+                }
+                if e.is_timeout() { Error::volume(&url, format!("no answer within {:?}", self.head_timeout)) } else { Error::volume(&url, cause) }
+            })?;
+            match resp.status() {
+                s if s.is_server_error() => Err(Error::volume(&url, s)),
+                _ => Ok(start.elapsed()),
+            }
+        };
+        self.timed("HEAD", &url, call).await
     }
 
     /// Size of the file if the volume has it (200 to a HEAD in time).

@@ -715,3 +715,52 @@ async fn backup_while_the_server_writes() {
     }
     assert!(!cl.tmp.path().join("nodb").exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_from_the_server_and_offline() {
+    let mut cl = cluster(2, 1, 4);
+    let kv: Vec<(Vec<u8>, Vec<u8>)> = (0..40).map(|i| (format!("/st/{i}").into_bytes(), value_for(i))).collect();
+    put_all(cl.server(), &kv, 8).await;
+    let c = client();
+    assert_eq!(c.request(reqwest::Method::from_bytes(b"UNLINK").unwrap(), cl.url("/st/0")).send().await.unwrap().status(), 204);
+    let store = &cl.server().store;
+    store.index.create_bucket("b", &mkv::index::BucketInfo { created: 7, ..Default::default() }).unwrap();
+    cl.volumes[1].stop();
+    let down = cl.volumes[1].addr();
+    let setup = setup_of(&cl, &cl.volumes.iter().collect::<Vec<_>>(), 1, 4);
+
+    let server = vec!["status".to_string(), "--server".into(), format!("127.0.0.1:{}", cl.server().admin_port), "--json".into()];
+    let mut offline = setup.args();
+    offline.extend(["status".into(), "--bytes".into(), "--json".into()]);
+    let (from_server, offline) = tokio::join!(
+        tokio::task::spawn_blocking(move || run_mkv(&server)),
+        tokio::task::spawn_blocking(move || run_mkv(&offline))
+    );
+    let runs = [from_server.unwrap(), offline.unwrap()];
+    for run in &runs {
+        // A volume down is a failure (exit 1), and says why.
+        assert!(!run.ok, "{run:?}");
+        let r = &run.report;
+        let vols = r["volumes"].as_array().unwrap();
+        assert_eq!((vols[0]["up"].as_bool(), vols[0]["latency_ms"].is_f64()), (Some(true), true), "{r}");
+        assert_eq!((vols[1]["volume"].as_str(), vols[1]["up"].as_bool()), (Some(down.as_str()), Some(false)), "{r}");
+        assert!(vols[1]["error"].as_str().unwrap().contains("refused"), "{r}");
+        let i = &r["index"];
+        assert_eq!((i["keys"].as_u64(), i["buckets"].as_u64(), i["uploads"].as_u64()), (Some(40), Some(1), Some(0)), "{r}");
+        assert!(i["used_bytes"].as_u64().unwrap() > 0 && i["map_size"].as_u64() == Some(1 << 30), "{r}");
+        assert!(i["pending_deletions"].is_u64() && i["writes_in_progress"].is_u64(), "{r}");
+    }
+    // Only offline, with --bytes, is the index scanned.
+    let bytes: usize = kv[1..].iter().map(|(_, v)| v.len()).sum();
+    assert_eq!(runs[1].report["usage"], serde_json::json!({ "live_objects": 39, "bytes": bytes }));
+    assert!(runs[0].report.get("usage").is_none());
+
+    // Text, with every volume up: exit 0.
+    cl.volumes[1].restart();
+    let args = [setup.args(), vec!["status".into()]].concat();
+    let out = tokio::task::spawn_blocking(move || mkv_command(&args).output().unwrap()).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.starts_with("volumes: 2 of 2 up (free space unknown") && stdout.contains("objects: 40 "), "{stdout}");
+    assert!(stdout.contains("bytes: not counted"), "{stdout}");
+}

@@ -9,6 +9,7 @@ pub mod progress;
 pub mod rebalance;
 pub mod rebuild;
 pub mod repair;
+pub mod status;
 pub mod uploads;
 pub mod verify;
 pub mod walk;
@@ -31,7 +32,7 @@ pub use progress::{Item, Progress, Report};
 
 /// Keys read from the index per read transaction: short transactions keep
 /// LMDB free to reuse pages while the server writes.
-const PAGE: usize = 1024;
+pub const PAGE: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -58,10 +59,14 @@ pub enum AdminError {
 /// Run an admin command to the end on a new runtime and print its report.
 /// Returns whether nothing failed.
 pub fn run(json: bool, command: impl Future<Output = Result<Report, AdminError>>) -> Result<bool, AdminError> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(AdminError::Runtime)?;
-    let report = rt.block_on(command)?;
+    let report = block_on(command)?;
     report.print(json);
     Ok(report.ok())
+}
+
+/// Run a command's future to the end on a new runtime.
+pub fn block_on<T>(command: impl Future<Output = Result<T, AdminError>>) -> Result<T, AdminError> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(AdminError::Runtime)?.block_on(command)
 }
 
 /// The index at `--db`, for a command that needs `--volumes` too.

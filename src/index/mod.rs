@@ -139,10 +139,11 @@ pub struct Index {
 }
 
 /// What [`Index::stats`] reports.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexStats {
     /// Key records, live and soft-deleted.
     pub keys: u64,
+    pub buckets: u64,
     /// Multipart uploads in progress.
     pub uploads: u64,
     pub pending_deletions: u64,
@@ -353,6 +354,7 @@ impl Index {
         let (info, page) = (self.env.info(), self.env.stat().page_size as u64);
         Ok(IndexStats {
             keys: self.keys.len(&rtxn)?,
+            buckets: self.buckets.len(&rtxn)?,
             uploads: self.uploads.len(&rtxn)?,
             pending_deletions,
             writes_in_progress,
