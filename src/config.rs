@@ -1,11 +1,12 @@
-//! Command line and configuration: one struct, from flags or `MKV_*`
-//! environment variables. Go-style single-dash flags placed before the command
+//! Command line and configuration: one struct, from flags, `MKV_*`
+//! environment variables or a TOML file (`--config`), in that precedence.
+//! Go-style single-dash flags placed before the command
 //! (`mkv -volumes a,b -db /tmp/x server`) are accepted unchanged.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
 #[command(name = "mkv", version, about = "minikeyvalue-compatible blob store with an S3 gateway")]
@@ -295,6 +296,11 @@ fn parse_s3_key(s: &str) -> Result<(String, String), String> {
 
 #[derive(Args, Debug, Clone)]
 pub struct Config {
+    /// TOML file of settings named as these flags' fields (`replicas = 3`,
+    /// `delete_grace = "60s"`, `s3_keys = ["AK:SECRET"]`); flags and MKV_*
+    /// variables override it.
+    #[arg(long = "config", global = true, env = "MKV_CONFIG")]
+    pub config_file: Option<PathBuf>,
     /// Volume servers, host:port, comma separated.
     #[arg(long, global = true, env = "MKV_VOLUMES", value_delimiter = ',')]
     pub volumes: Vec<String>,
@@ -382,10 +388,10 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Serve the main and S3 ports over HTTPS with this PEM certificate
     /// chain (leaf first); needs --tls-key.
-    #[arg(long, global = true, env = "MKV_TLS_CERT", requires = "tls_key")]
+    #[arg(long, global = true, env = "MKV_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
     /// The PEM private key of --tls-cert.
-    #[arg(long, global = true, env = "MKV_TLS_KEY", requires = "tls_cert")]
+    #[arg(long, global = true, env = "MKV_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
     /// Log lines as text or json.
     #[arg(long, global = true, env = "MKV_LOG_FORMAT", value_enum, default_value = "text")]
@@ -435,9 +441,88 @@ pub fn normalize_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
     out
 }
 
-/// Parse the command line; errors are one line.
+/// Why a `--config` file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("{path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}: line {line}: {message}")]
+    Toml { path: String, line: usize, message: String },
+    #[error("{path}: unknown key {key:?} (keys are the long flags' names with `_`: volumes, db, replicas, delete_grace, s3_keys…)")]
+    Unknown { path: String, key: String },
+    #[error("{path}: {key}: {reason}")]
+    Value { path: String, key: String, reason: &'static str },
+}
+
+/// The `--config` file named on the command line (normalized), else in
+/// MKV_CONFIG: it must be read before clap parses, to supply defaults.
+fn config_path(args: &[String], env: Option<String>) -> Option<PathBuf> {
+    let mut rest = args.iter().skip(1);
+    while let Some(a) = rest.next() {
+        if a == "--config" {
+            return rest.next().map(PathBuf::from);
+        }
+        if let Some(path) = a.strip_prefix("--config=") {
+            return Some(path.into());
+        }
+    }
+    env.filter(|e| !e.is_empty()).map(PathBuf::from)
+}
+
+/// `command` with the file's settings as its flags' defaults, so a flag or
+/// an MKV_* variable still wins. Only the global flags (`Config`) may be
+/// set there.
+fn with_file_defaults(mut command: clap::Command, path: &Path) -> Result<clap::Command, FileError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| FileError::Read { path: shown.clone(), source })?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| FileError::Toml {
+        path: shown.clone(),
+        line: e.span().map_or(1, |s| text[..s.start].lines().count().max(1)),
+        message: e.message().to_string(),
+    })?;
+    for (key, value) in table {
+        let bad = |reason| FileError::Value { path: shown.clone(), key: key.clone(), reason };
+        let Some(arg) = command.get_arguments().find(|a| a.get_id() == key.as_str() && a.is_global_set() && key != "config_file") else {
+            return Err(FileError::Unknown { path: shown, key });
+        };
+        let many = matches!(arg.get_action(), ArgAction::Append);
+        let delimiter = arg.get_value_delimiter();
+        let scalar = |v: &toml::Value| match v {
+            toml::Value::String(s) => Ok(s.clone()),
+            toml::Value::Integer(i) => Ok(i.to_string()),
+            toml::Value::Boolean(b) => Ok(b.to_string()),
+            _ => Err(bad("expected a string, an integer, true or false")),
+        };
+        let values: Vec<String> = match &value {
+            toml::Value::Array(items) if many => items.iter().map(scalar).collect::<Result<_, _>>()?,
+            toml::Value::Array(_) => return Err(bad("takes one value, not a list")),
+            // As in MKV_VOLUMES: "a:1,b:2".
+            v => match (scalar(v)?, delimiter) {
+                (s, Some(d)) => s.split(d).map(str::to_string).collect(),
+                (s, None) => vec![s],
+            },
+        };
+        command = command.mut_arg(key, |a| a.default_values(values));
+    }
+    Ok(command)
+}
+
+/// Parse the command line, with the `--config` file's settings under the
+/// flags and the environment; errors are one line.
 pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Cli, clap::Error> {
-    Cli::try_parse_from(normalize_args(args))
+    let args = normalize_args(args);
+    let mut command = Cli::command();
+    if let Some(path) = config_path(&args, std::env::var("MKV_CONFIG").ok()) {
+        command = with_file_defaults(command, &path).map_err(|e| clap::Error::raw(clap::error::ErrorKind::InvalidValue, format!("{e}\n")))?;
+    }
+    let matches = command.try_get_matches_from_mut(args)?;
+    let cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut command))?;
+    // Checked here, not with clap's `requires`, which ignores the values a
+    // file supplies.
+    if cli.config.tls_cert.is_some() != cli.config.tls_key.is_some() {
+        return Err(command.error(clap::error::ErrorKind::MissingRequiredArgument, "--tls-cert and --tls-key go together"));
+    }
+    Ok(cli)
 }
 
 #[cfg(test)]
@@ -560,12 +645,92 @@ mod tests {
         assert!(p("mkv server").config.tls_cert.is_none());
         assert!(parse(["mkv", "server", "--tls-cert", "c.pem"].map(String::from)).is_err());
         assert!(parse(["mkv", "-tls-key", "k.pem", "server"].map(String::from)).is_err());
+        let (_dir, path) = config_file(r#"tls_key = "k.pem""#);
+        let c = p(&format!("mkv --config {path} server --tls-cert c.pem")).config;
+        assert_eq!(c.tls_key.unwrap(), PathBuf::from("k.pem"));
     }
 
     #[test]
     fn shutdown_timeout() {
         assert_eq!(p("mkv server").config.shutdown_timeout, Duration::from_secs(30));
         assert_eq!(p("mkv server --shutdown-timeout 2m").config.shutdown_timeout, Duration::from_secs(120));
+    }
+
+    /// A `--config` file with this text, and the path to pass.
+    fn config_file(text: &str) -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mkv.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path.display().to_string())
+    }
+
+    #[test]
+    fn config_file_under_flags_and_environment() {
+        let (_dir, path) = config_file(
+            r#"
+            volumes = ["a:1", "b:2"]
+            db = "/var/mkv/db"
+            replicas = 2
+            delete_grace = "90s"
+            s3_keys = ["AK:SECRET", "AK2:S:2"]
+            md5sum = false
+            verbose = true
+            native_allow = ["10.0.0.0/8", "::1"]
+            s3_domain = "s3.file"
+            log_format = "json"
+            "#,
+        );
+        let c = p(&format!("mkv -config {path} server")).config;
+        assert_eq!(c.volumes, ["a:1", "b:2"]);
+        assert_eq!((c.db.unwrap(), c.replicas), (PathBuf::from("/var/mkv/db"), 2));
+        assert_eq!(c.delete_grace, Duration::from_secs(90));
+        assert_eq!(c.s3_keys, [("AK".into(), "SECRET".into()), ("AK2".into(), "S:2".into())]);
+        assert!(!c.md5sum && c.verbose && c.log_format == LogFormat::Json);
+        assert_eq!(c.native_allow.len(), 2);
+        // Built-in defaults stay under what the file does not set.
+        assert_eq!((c.subvolumes, c.port), (10, 3000));
+        // Flags win, in either style, before or after the command.
+        let c = p(&format!("mkv -replicas 3 server --config={path} --md5sum=true --volumes c:3 --log-format text")).config;
+        assert_eq!((c.replicas, c.md5sum, c.log_format), (3, true, LogFormat::Text));
+        assert_eq!(c.volumes, ["c:3"]);
+        assert_eq!(c.delete_grace, Duration::from_secs(90));
+        // So does the environment (a variable no other test sets).
+        std::env::set_var("MKV_S3_DOMAIN", "s3.env");
+        let from_env = p(&format!("mkv --config {path} server")).config.s3_domain;
+        std::env::remove_var("MKV_S3_DOMAIN");
+        assert_eq!(from_env.as_deref(), Some("s3.env"));
+        // A list may also be written as its environment variable is.
+        let (_dir, path) = config_file(r#"volumes = "a:1,b:2""#);
+        assert_eq!(p(&format!("mkv --config {path} server")).config.volumes, ["a:1", "b:2"]);
+    }
+
+    #[test]
+    fn config_file_errors_name_the_key() {
+        let err = |text: &str| {
+            let (_dir, path) = config_file(text);
+            parse(["mkv", "--config", &path, "server"].map(String::from)).unwrap_err().to_string()
+        };
+        assert!(err("replicas = 2\nreplica = 3").contains(r#"unknown key "replica""#));
+        // Only the global settings: a command's own flags are not.
+        assert!(err("concurrency = 4").contains(r#"unknown key "concurrency""#));
+        assert!(err("config_file = \"other.toml\"").contains("unknown key"));
+        assert!(err("replicas = [1, 2]").contains("replicas: takes one value"));
+        assert!(err("replicas = 1.5").contains("replicas: expected a string"));
+        assert!(err("volumes = [{ a = 1 }]").contains("volumes: expected a string"));
+        assert!(err("replicas = 2\nreplicas 3").contains("line 2: "));
+        assert!(err("replicas = 0").contains("--replicas"));
+        assert!(err("delete_grace = \"soon\"").contains("--delete-grace"));
+        let missing = parse(["mkv", "--config", "/nonexistent/mkv.toml", "server"].map(String::from)).unwrap_err().to_string();
+        assert!(missing.contains("/nonexistent/mkv.toml: No such file"), "{missing}");
+    }
+
+    #[test]
+    fn config_path_from_flags_or_environment() {
+        let args = |s: &str| normalize_args(s.split_whitespace().map(String::from));
+        assert_eq!(config_path(&args("mkv -config a.toml server"), Some("env.toml".into())), Some("a.toml".into()));
+        assert_eq!(config_path(&args("mkv server --config=b.toml"), None), Some("b.toml".into()));
+        assert_eq!(config_path(&args("mkv server"), Some("env.toml".into())), Some("env.toml".into()));
+        assert_eq!(config_path(&args("mkv server"), Some(String::new())), None);
     }
 
     #[test]
