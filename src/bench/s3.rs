@@ -77,9 +77,9 @@ pub struct ListArgs {
     #[arg(long, default_value_t = 1000)]
     pub max_keys: u64,
     /// Walk the native `?list&limit=` listing of the same keys instead
-    /// (no credentials used).
+    /// (no credentials used). Not `--native`: that is the server's flag.
     #[arg(long)]
-    pub native: bool,
+    pub native_list: bool,
 }
 
 /// SigV4 header signing of the generator's requests.
@@ -296,7 +296,7 @@ pub async fn list(a: ListArgs) -> Result<(), String> {
     let slots: Arc<Vec<Mutex<Option<String>>>> = Arc::new((0..a.load.concurrency).map(|_| Mutex::new(None)).collect());
     let a = Arc::new(a);
     let args = a.clone();
-    let op = match (a.native, &a.delimiter) {
+    let op = match (a.native_list, &a.delimiter) {
         (true, _) => "native-list",
         (false, None) => "s3-list",
         (false, Some(_)) => "s3-list-delimiter",
@@ -305,7 +305,7 @@ pub async fn list(a: ListArgs) -> Result<(), String> {
         let (http, signer, a, slots) = (http.clone(), signer.clone(), args.clone(), slots.clone());
         async move {
             let mut slot = slots[(i % slots.len() as u64) as usize].lock().await;
-            let page = if a.native { native_page(&http, &a, slot.as_deref()).await? } else { s3_page(&http, &signer, &a, slot.as_deref()).await? };
+            let page = if a.native_list { native_page(&http, &a, slot.as_deref()).await? } else { s3_page(&http, &signer, &a, slot.as_deref()).await? };
             if page.entries == 0 {
                 return Err("empty listing page".into());
             }
