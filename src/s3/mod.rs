@@ -269,12 +269,10 @@ async fn serve(req: &HttpRequest, payload: web::Payload, app: &AppState, request
     let virtual_bucket = virtual_bucket(req, config);
     let signed_path = signed_path(req, virtual_bucket);
     let parts = RequestParts { method: req.method().as_str(), raw_path: &signed_path, raw_query, headers: &headers };
-    let admin = |ak: &str| config.s3_keys.iter().find(|(a, _)| a == ak).map(|(_, s)| s.clone());
     let (auth, principal) = if is_s3_request(req) {
-        let lookup = |ak: &str| admin(ak).or_else(|| index.key_info(ak).ok().flatten().map(|k| k.secret));
-        let auth = sigv4::verify(&parts, lookup, SystemTime::now(), config.s3_region.as_deref()).map_err(S3Error::from)?;
-        let id = auth.access_key.clone();
-        (auth, if admin(&id).is_some() { Principal::Admin(id) } else { Principal::Key(id) })
+        let auth = sigv4::verify(&parts, |ak| secret_of(app, ak), SystemTime::now(), config.s3_region.as_deref()).map_err(S3Error::from)?;
+        let principal = principal_of(app, auth.access_key.clone());
+        (auth, principal)
     } else {
         let auth = Verified { access_key: String::new(), payload: PayloadMode::Unsigned, chunk_signing: None, query_plus_as_space: false };
         (auth, Principal::Anonymous)
@@ -322,6 +320,21 @@ async fn serve(req: &HttpRequest, payload: web::Payload, app: &AppState, request
         Op::ListParts => multipart::list_parts(&ctx).await,
         Op::ListMultipartUploads => multipart::list_multipart_uploads(&ctx).await,
         Op::NotImplemented(what) => Err(S3Error::NotImplemented(format!("{what} is not implemented"))),
+    }
+}
+
+/// The secret of an access key: an admin key (`--s3-key`), else one made
+/// with `mkv key`.
+pub fn secret_of(app: &AppState, access_key: &str) -> Option<String> {
+    let admin = app.store.config.s3_keys.iter().find(|(a, _)| a == access_key).map(|(_, s)| s.clone());
+    admin.or_else(|| app.store.index.key_info(access_key).ok().flatten().map(|k| k.secret))
+}
+
+/// The principal of a verified access key.
+pub fn principal_of(app: &AppState, access_key: String) -> Principal {
+    match app.store.config.s3_keys.iter().any(|(a, _)| *a == access_key) {
+        true => Principal::Admin(access_key),
+        false => Principal::Key(access_key),
     }
 }
 

@@ -208,14 +208,11 @@ fn missing(field: &str) -> S3Error {
 /// Who signed the form: a key whose SigV4 (or V2) signature of the policy
 /// matches, or anonymous when there is no signature.
 fn signer(ctx: &Ctx, form: &Form) -> Result<Principal, S3Error> {
-    let config = &ctx.app.store.config;
-    let admin = |ak: &str| config.s3_keys.iter().find(|(a, _)| a == ak).map(|(_, s)| s.clone());
-    let lookup = |ak: &str| admin(ak).or_else(|| ctx.app.store.index.key_info(ak).ok().flatten().map(|k| k.secret));
-    let principal = |id: String| if admin(&id).is_some() { Principal::Admin(id) } else { Principal::Key(id) };
+    let lookup = |ak: &str| super::secret_of(ctx.app, ak);
     if let (Some(id), Some(signature)) = (form.field("awsaccesskeyid"), form.field("signature")) {
         let policy = form.field("policy").ok_or_else(|| missing("policy"))?;
         sigv4::verify_post_policy_v2(id, policy, signature, lookup).map_err(S3Error::from)?;
-        return Ok(principal(id.to_string()));
+        return Ok(super::principal_of(ctx.app, id.to_string()));
     }
     let Some(signature) = form.field("x-amz-signature") else { return Ok(Principal::Anonymous) };
     if form.field("x-amz-algorithm") != Some("AWS4-HMAC-SHA256") {
@@ -224,8 +221,9 @@ fn signer(ctx: &Ctx, form: &Form) -> Result<Principal, S3Error> {
     let policy = form.field("policy").ok_or_else(|| missing("policy"))?;
     let credential = form.field("x-amz-credential").ok_or_else(|| missing("x-amz-credential"))?;
     let date = form.field("x-amz-date").ok_or_else(|| missing("x-amz-date"))?;
-    let id = sigv4::verify_post_policy(credential, date, policy, signature, lookup, config.s3_region.as_deref()).map_err(S3Error::from)?;
-    Ok(principal(id))
+    let region = ctx.app.store.config.s3_region.as_deref();
+    let id = sigv4::verify_post_policy(credential, date, policy, signature, lookup, region).map_err(S3Error::from)?;
+    Ok(super::principal_of(ctx.app, id))
 }
 
 /// Stored headers from the form: the standard ones and `x-amz-meta-*`
