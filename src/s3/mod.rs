@@ -24,6 +24,7 @@ use std::time::SystemTime;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 
 use crate::config::Config;
+use crate::index::BucketInfo;
 use crate::server::AppState;
 use crate::urlenc::percent_decode;
 use error::{error_response, S3Error};
@@ -71,6 +72,8 @@ pub struct Ctx<'a> {
     pub req: &'a HttpRequest,
     pub auth: Verified,
     pub principal: Principal,
+    /// The request's bucket as first read (`bucket_info`).
+    bucket_info: std::cell::OnceCell<Option<BucketInfo>>,
     pub route: Route,
     /// Decoded query parameters, in order.
     pub query: Vec<(String, String)>,
@@ -102,11 +105,22 @@ impl Ctx<'_> {
 
     /// The bucket must exist.
     pub fn require_bucket(&self) -> Result<(), S3Error> {
-        match self.app.store.index.bucket(self.bucket()) {
-            Ok(Some(_)) => Ok(()),
-            Ok(None) => Err(S3Error::NoSuchBucket { bucket: self.bucket().to_string() }),
-            Err(e) => Err(S3Error::InternalError(e.to_string())),
+        self.bucket_info(self.bucket()).map(|_| ())
+    }
+
+    /// A bucket's info, or `NoSuchBucket`. The request's own bucket is read
+    /// once (authorization and the handler both need it).
+    fn bucket_info(&self, bucket: &str) -> Result<std::borrow::Cow<'_, BucketInfo>, S3Error> {
+        use std::borrow::Cow;
+        let read = || self.app.store.index.bucket(bucket).map_err(|e| S3Error::InternalError(e.to_string()));
+        let missing = || S3Error::NoSuchBucket { bucket: bucket.to_string() };
+        if bucket != self.bucket() {
+            return read()?.map(Cow::Owned).ok_or_else(missing);
         }
+        if self.bucket_info.get().is_none() {
+            let _ = self.bucket_info.set(read()?);
+        }
+        self.bucket_info.get().and_then(Option::as_ref).map(Cow::Borrowed).ok_or_else(missing)
     }
 
     /// The caller may do what `need` says on `bucket` (which must exist:
@@ -118,11 +132,7 @@ impl Ctx<'_> {
 
     /// `require` for another principal (a form upload's signer).
     pub fn require_as(&self, who: &Principal, need: Need, bucket: &str, action: Option<(policy::Action, Option<&str>)>) -> Result<(), S3Error> {
-        let info = match self.app.store.index.bucket(bucket) {
-            Ok(Some(info)) => info,
-            Ok(None) => return Err(S3Error::NoSuchBucket { bucket: bucket.to_string() }),
-            Err(e) => return Err(S3Error::InternalError(e.to_string())),
-        };
+        let info = self.bucket_info(bucket)?;
         match permission::allowed(who, bucket, &info, need, action) {
             true => Ok(()),
             false => Err(S3Error::AccessDenied("Access Denied".into())),
@@ -285,7 +295,7 @@ async fn serve(req: &HttpRequest, payload: web::Payload, app: &AppState, request
     let route = router::route(req.method().as_str(), &path, &names, header(req, "x-amz-copy-source").is_some(), virtual_bucket)?;
     // For the request log and metrics (operation and bucket).
     req.extensions_mut().insert(route.clone());
-    let ctx = Ctx { app, req, auth, principal, route, query, request_id: request_id.to_string() };
+    let ctx = Ctx { app, req, auth, principal, route, query, request_id: request_id.to_string(), bucket_info: Default::default() };
     authorize(&ctx)?;
     match ctx.route.op.clone() {
         Op::ListBuckets => bucket::list_buckets(&ctx),
