@@ -4,6 +4,7 @@ pub mod access;
 pub mod admin;
 pub mod bench;
 pub mod config;
+pub mod describe;
 pub mod error;
 pub mod index;
 pub mod metrics;

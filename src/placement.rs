@@ -36,6 +36,9 @@ pub const GEN_LEN: usize = 32;
 /// alphabets, so no original name contains it (the original's rebuild fails
 /// to decode such a name and skips it).
 const GEN_MARK: char = '.';
+/// Appended to a per-write file's name to name the value's metadata file
+/// (`describe`). Per-write names leave room for it under `NAME_MAX`.
+pub const META_SUFFIX: &str = ".meta";
 
 /// A new generation, for a value about to be written (see [`GEN_LEN`]).
 pub fn new_generation() -> String {
@@ -60,7 +63,7 @@ pub fn key2path(key: &[u8], gen: &str) -> String {
     if gen.is_empty() {
         return base_path(key, 0);
     }
-    let mut path = base_path(key, 1 + gen.len());
+    let mut path = base_path(key, 1 + gen.len() + META_SUFFIX.len());
     path.push(GEN_MARK);
     path.push_str(gen);
     path
@@ -245,14 +248,17 @@ mod tests {
     #[test]
     fn generation_paths_round_trip_and_fit() {
         // 186 bytes: base64 of 248 characters fits the original's name but
-        // not with a generation after it, which takes the extension.
+        // not with a generation after it, which takes the extension. 165:
+        // 220 characters fit with a generation, not with it and `.meta`.
         let near = vec![b'n'; 186];
+        let meta_room = vec![b'm'; 165];
+        assert!(key2path(&meta_room, GEN)[7..].starts_with("~/"));
         assert!(!key2path(&near, "").contains('~'));
         let with_gen = key2path(&near, GEN);
         assert!(with_gen[7..].starts_with("~/"), "{with_gen}");
-        for key in [b"/hello".to_vec(), b"/fixture/b64/>??>o0".to_vec(), b"/a?".to_vec(), near, vec![b'x'; 1024]] {
+        for key in [b"/hello".to_vec(), b"/fixture/b64/>??>o0".to_vec(), b"/a?".to_vec(), near, meta_room, vec![b'x'; 1024]] {
             let p = key2path(&key, GEN);
-            assert!(p.split('/').all(|s| s.len() <= NAME_MAX), "{p}");
+            assert!(format!("{p}{META_SUFFIX}").split('/').all(|s| s.len() <= NAME_MAX), "{p}");
             assert!(p.ends_with(&format!(".{GEN}")));
             assert_eq!(path2key(&p[1..6], &p[7..]), Some((key.clone(), GEN.to_string())));
             assert_ne!(p, key2path(&key, ""));

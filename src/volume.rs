@@ -215,6 +215,32 @@ impl VolumeClient {
         .await
     }
 
+    /// PUT a small body held in memory (metadata and bucket files).
+    pub async fn put_bytes(&self, url: &str, body: Vec<u8>) -> Result<()> {
+        let (tx, rx) = mpsc::channel(1);
+        let len = body.len() as u64;
+        // The channel has room for the one chunk: this never waits.
+        let _ = tx.try_send(Ok(Bytes::from(body)));
+        drop(tx);
+        tokio::time::timeout(self.io_timeout, self.put_stream(url.to_string(), Some(len), rx))
+            .await
+            .map_err(|_| Error::volume(url, "no answer within the I/O timeout"))?
+    }
+
+    /// GET a small file whole (metadata and bucket files); `None` if the
+    /// volume has no such file.
+    pub async fn get_bytes(&self, url: &str) -> Result<Option<Bytes>> {
+        match self.get(url, None).await {
+            Ok(resp) => match tokio::time::timeout(self.io_timeout, resp.bytes()).await {
+                Ok(Ok(body)) => Ok(Some(body)),
+                Ok(Err(e)) => Err(Error::volume(url, e)),
+                Err(_) => Err(Error::volume(url, "read stalled for longer than the I/O timeout")),
+            },
+            Err(Error::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Stream a GET of `from` into a PUT at `to`, through this process with
     /// bounded memory (replica copies for rebalance and repair). Either side
     /// silent for longer than the I/O timeout fails the copy, and a failed

@@ -44,6 +44,10 @@ pub struct ObjectMeta {
     /// (GET/HEAD with `partNumber` answer one part's range).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<u64>,
+    /// Each part's own checksum (base64, the object's algorithm), in order,
+    /// when the upload had one: GET/HEAD of a part answer it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub part_checksums: Vec<String>,
     /// Seconds since the epoch when the key was UNLINKed: a record that is
     /// not live without this is a write or delete cut before it finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
