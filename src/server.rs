@@ -92,6 +92,14 @@ pub async fn run(config: Config) -> Result<(), String> {
     let recovered = store.recover().await.map_err(|e| format!("recovery: {e}"))?;
     eprintln!("mkv: {}", crate::store::gc::recovery_line(&recovered));
     actix_web::rt::spawn(crate::store::gc::collect_forever(store.clone()));
+    // Bucket changes a crash or an admin command without --volumes left
+    // undescribed on the volumes: written again, in the background.
+    let describing = store.clone();
+    actix_web::rt::spawn(async move {
+        if let Err(e) = describing.describe_buckets().await {
+            tracing::warn!("describing buckets on the volumes: {e}");
+        }
+    });
     actix_web::rt::spawn(s3::multipart::sweep_forever(store.clone(), config.multipart_expiry));
     let index_keys = store.index.key_infos().map_err(|e| e.to_string())?.len();
     eprintln!("mkv: {}", startup_line(&config, index_keys));

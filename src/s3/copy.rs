@@ -22,6 +22,7 @@ use super::xml::CopyObjectResult;
 use super::{mkv_key, Ctx};
 use crate::error::Error;
 use crate::index::{HeaderBytes, ObjectMeta, Record};
+use crate::store::describe::now_us;
 use crate::store::now_secs;
 use crate::urlenc::percent_decode;
 
@@ -265,7 +266,13 @@ async fn replace_metadata_in_place(ctx: &Ctx<'_>, headers: Vec<(String, HeaderBy
     let _guard = store.locks.lock(&key).await;
     let (_, record, meta) = check_copy_source(ctx)?;
     check_write_conditions(ctx, &key)?;
-    let new = ObjectMeta { mtime: now_secs(), headers, ..meta };
+    let written_us = now_us();
+    let new = ObjectMeta { mtime: written_us / 1_000_000, headers, ..meta };
+    // The metadata files are replaced whole (nginx renames a complete file
+    // over the old one) before the index: a crash between leaves them newer
+    // than the index, which `verify` reports and `repair` rewrites.
+    let md5 = store.known_md5(&key, &record, &new).await;
+    store.describe_value(&key, &record, &md5, &new, written_us).await.map_err(|e| S3Error::from_store(e, ctx.key()))?;
     let (k, rec, stored) = (key.clone(), record.clone(), new.clone());
     // Admin processes do not take our locks: compare-and-swap the record.
     let swapped = store.index_write(move |ix| ix.put_if(&k, &rec, &rec, Some(&stored))).await;

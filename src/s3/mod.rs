@@ -297,6 +297,15 @@ async fn serve(req: &HttpRequest, payload: web::Payload, app: &AppState, request
     req.extensions_mut().insert(route.clone());
     let ctx = Ctx { app, req, auth, principal, route, query, request_id: request_id.to_string(), bucket_info: Default::default() };
     authorize(&ctx)?;
+    let answer = dispatch(&ctx, payload).await;
+    // Every volume keeps each bucket's description (`describe`).
+    if answer.is_ok() && ctx.route.op.changes_bucket() {
+        ctx.app.store.describe_bucket(ctx.bucket()).await;
+    }
+    answer
+}
+
+async fn dispatch(ctx: &Ctx<'_>, payload: web::Payload) -> Result<HttpResponse, S3Error> {
     match ctx.route.op.clone() {
         Op::ListBuckets => bucket::list_buckets(&ctx),
         Op::CreateBucket => bucket::create_bucket(&ctx, payload).await,

@@ -775,6 +775,7 @@ impl Assembly {
             etag: Some(self.plan.etag.clone()),
             checksum: checksum.clone(),
             parts: self.plan.parts.iter().map(|(_, p)| p.size).collect(),
+            part_checksums: self.plan.parts.iter().map(|(_, p)| p.checksum.as_ref().map(|c| c.1.clone())).collect::<Option<_>>().unwrap_or_default(),
             ..Default::default()
         };
         {

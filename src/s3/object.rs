@@ -291,7 +291,13 @@ pub async fn get_object(ctx: &Ctx<'_>, with_body: bool) -> Result<HttpResponse, 
             }
         }
         resp.insert_header(("Accept-Ranges", "bytes"));
-        add_stored_headers(ctx, &mut resp, &meta, range.is_none());
+        let checksum = match (range, ctx.param("partNumber")) {
+            (None, _) => meta.checksum.as_ref().map(|(alg, value, kind)| (alg.as_str(), value.as_str(), Some(kind.as_str()))),
+            // A part of a multipart object: the part's own checksum.
+            (Some(_), Some(n)) => part_checksum(&meta, n).map(|(alg, value)| (alg, value, None)),
+            (Some(_), None) => None,
+        };
+        add_stored_headers(ctx, &mut resp, &meta, checksum);
         let len = match range {
             Some((a, b)) => {
                 resp.status(StatusCode::PARTIAL_CONTENT).insert_header(("Content-Range", format!("bytes {a}-{b}/{size}")));
@@ -318,7 +324,17 @@ pub async fn get_object(ctx: &Ctx<'_>, with_body: bool) -> Result<HttpResponse, 
     Err(S3Error::ServiceUnavailable)
 }
 
-fn add_stored_headers(ctx: &Ctx, resp: &mut HttpResponseBuilder, meta: &ObjectMeta, whole: bool) {
+/// Part `n`'s own checksum (algorithm, base64) if the upload had one.
+fn part_checksum<'a>(meta: &'a ObjectMeta, n: &str) -> Option<(&'a str, &'a str)> {
+    let i = n.trim().parse::<usize>().ok()?.checked_sub(1)?;
+    let (alg, _, _) = meta.checksum.as_ref()?;
+    Some((alg.as_str(), meta.part_checksums.get(i)?.as_str()))
+}
+
+/// Stored headers, overrides, and — when asked for (`x-amz-checksum-mode`)
+/// — `checksum`: the whole object's (with its type) or a part's, never the
+/// whole object's for a range (SDKs would validate the range against it).
+fn add_stored_headers(ctx: &Ctx, resp: &mut HttpResponseBuilder, meta: &ObjectMeta, checksum: Option<(&str, &str, Option<&str>)>) {
     let mut has_type = false;
     for (name, value) in &meta.headers {
         let overridden = OVERRIDES.iter().any(|(q, h)| h == name && ctx.param(q).is_some());
@@ -339,13 +355,13 @@ fn add_stored_headers(ctx: &Ctx, resp: &mut HttpResponseBuilder, meta: &ObjectMe
     if !has_type {
         resp.insert_header(("Content-Type", "binary/octet-stream"));
     }
-    // Checksums only for whole-object reads that ask for them: SDKs would
-    // validate a ranged body against the whole object's checksum and fail.
-    if whole && ctx.header("x-amz-checksum-mode").is_some_and(|v| v.eq_ignore_ascii_case("ENABLED")) {
-        if let Some((alg, value, kind)) = &meta.checksum {
+    if ctx.header("x-amz-checksum-mode").is_some_and(|v| v.eq_ignore_ascii_case("ENABLED")) {
+        if let Some((alg, value, kind)) = checksum {
             if let Some(a) = ChecksumAlgorithm::from_name(alg) {
-                resp.insert_header((a.header_name(), value.as_str()));
-                resp.insert_header(("x-amz-checksum-type", kind.as_str()));
+                resp.insert_header((a.header_name(), value));
+                if let Some(kind) = kind {
+                    resp.insert_header(("x-amz-checksum-type", kind));
+                }
             }
         }
     }

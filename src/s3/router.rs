@@ -43,6 +43,14 @@ pub enum Op {
 }
 
 impl Op {
+    /// Whether a success changed the bucket's own settings (or the bucket).
+    pub fn changes_bucket(&self) -> bool {
+        matches!(
+            self,
+            Op::CreateBucket | Op::DeleteBucket | Op::PutBucketPolicy | Op::DeleteBucketPolicy | Op::PutBucketCors | Op::DeleteBucketCors
+        )
+    }
+
     /// The operation's name in logs and metrics (a bounded set).
     pub fn name(&self) -> &'static str {
         match self {

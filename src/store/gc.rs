@@ -9,6 +9,7 @@ use futures::stream::{self, StreamExt};
 use super::{now_secs, Store};
 use crate::error::Result;
 use crate::index::{Files, GcId, Recovered};
+use crate::describe::meta_url;
 use crate::volume::replica_url;
 
 /// Deletions taken per round, and run at once.
@@ -78,7 +79,10 @@ impl Store {
                 return Outcome::Later(now + RETRY_AFTER);
             }
         };
-        let urls = files.volumes.iter().filter(|v| !current.as_ref().is_some_and(|r| r.holds(v, &files.gen))).map(|v| replica_url(v, &files.key, &files.gen));
+        // Each value file, then its metadata file: a metadata file alone
+        // describes nothing (`rebuild` reports it), a value alone would.
+        let volumes = files.volumes.iter().filter(|v| !current.as_ref().is_some_and(|r| r.holds(v, &files.gen)));
+        let urls = volumes.flat_map(|v| std::iter::once(replica_url(v, &files.key, &files.gen)).chain(meta_url(v, &files.key, &files.gen)));
         for url in urls {
             if let Err(e) = self.volumes.delete(&url).await {
                 tracing::warn!("collector: {e}; trying again in {RETRY_AFTER} s");

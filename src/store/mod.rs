@@ -4,6 +4,7 @@
 //! value in one index transaction. Bodies stream to all replicas at once.
 
 pub mod commit;
+pub mod describe;
 pub mod gc;
 pub mod locks;
 
@@ -16,6 +17,7 @@ use md5::{Digest, Md5};
 use rand::seq::SliceRandom;
 
 use crate::config::Config;
+use crate::describe::meta_url;
 use crate::error::{Error, Result};
 use crate::index::{Deleted, Files, HeaderBytes, Index, ObjectMeta, Record, Write};
 use crate::metrics::Metrics;
@@ -325,15 +327,22 @@ impl Store {
         Ok(Staged { key: key.to_vec(), targets, written, pending })
     }
 
-    /// Make a staged value the key's value: one index transaction replaces
-    /// the record and metadata, and schedules the files of the value it
-    /// replaces for deletion after the grace period. The caller holds the
-    /// key's lock (commits of one key are serialized; the last one wins).
+    /// Make a staged value the key's value: its metadata file goes beside
+    /// each replica, then one index transaction replaces the record and
+    /// metadata, and schedules the files of the value it replaces for
+    /// deletion after the grace period. The caller holds the key's lock
+    /// (commits of one key are serialized; the last one wins, and its
+    /// metadata file says so with the latest `written_us`).
     pub async fn commit_staged(&self, staged: Staged, mut meta: ObjectMeta) -> Result<Written> {
         let Staged { key, targets, written, pending } = staged;
-        let hash = if self.config.md5sum { written.md5_hex() } else { String::new() };
+        let md5 = written.md5_hex();
+        let hash = if self.config.md5sum { md5.clone() } else { String::new() };
         let live = Record { volumes: targets, deleted: Deleted::No, hash, gen: pending.gen.clone() };
+        let written_us = describe::now_us();
         meta.size = written.size;
+        meta.mtime = written_us / 1_000_000;
+        // On failure `pending` drops: the write (and its metadata files) is abandoned.
+        self.describe_value(&key, &live, &md5, &meta, written_us).await?;
         self.commit_switch(&key, live, Some(meta)).await?;
         pending.committed();
         Ok(written)
@@ -465,7 +474,18 @@ impl Store {
         if read.volumes == wanted && missing.is_empty() {
             return Ok(None);
         }
+        let source_meta = have.first().and_then(|v| meta_url(v, key, &read.gen));
         for w in missing {
+            // The metadata file first: a value file never lands undescribed.
+            if let (Some(from), Some(to)) = (&source_meta, meta_url(w, key, &read.gen)) {
+                match self.volumes.copy(from, &to).await {
+                    // A value written before metadata files: `verify` says so.
+                    Err(Error::NotFound) => {}
+                    other => {
+                        other?;
+                    }
+                }
+            }
             self.volumes.copy(&source, &replica_url(w, key, &read.gen)).await?;
         }
         let old: Vec<String> = have.iter().filter(|v| !wanted.contains(v)).cloned().collect();
@@ -478,6 +498,10 @@ impl Store {
     pub async fn delete_old_replicas(&self, m: &Move) -> Result<()> {
         for v in &m.old {
             self.volumes.delete(&replica_url(v, &m.key, &m.read.gen)).await?;
+            // After the value: a metadata file alone describes nothing.
+            if let Some(url) = meta_url(v, &m.key, &m.read.gen) {
+                self.volumes.delete(&url).await?;
+            }
         }
         Ok(())
     }
