@@ -3,6 +3,7 @@
 //! nested folders (base64 names with `/`, the `~` extension). Three listing
 //! stages run at once, each with at most `concurrency` requests in flight.
 
+use std::collections::HashSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::stream::{self, StreamExt};
@@ -10,7 +11,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use tokio::sync::mpsc;
 
 use super::progress::{Item, Progress};
-use crate::placement::{key2path, path2key};
+use crate::placement::{key2path, path2key, META_SUFFIX};
 use crate::volume::{DirEntry, VolumeClient};
 
 /// Where mkv before generations staged S3 uploads; its leftovers are
@@ -24,7 +25,7 @@ const PATH: &AsciiSet = &NON_ALPHANUMERIC.remove(b'/').remove(b'-').remove(b'_')
 /// A file found on a volume.
 #[derive(Debug, Clone)]
 pub enum Entry {
-    /// A key's file, exactly where mkv reads it.
+    /// A key's file, exactly where mkv reads it, or its metadata file.
     Key(Found),
     /// A file in the hex folders that is no key's file (not one of our
     /// names, or a name nginx mangled): reported, never deleted.
@@ -42,6 +43,11 @@ pub struct Found {
     /// The file's generation (empty: the original's path).
     pub gen: String,
     pub info: FileInfo,
+    /// This is the value's metadata file (`describe`), not the value.
+    pub meta: bool,
+    /// The other file of the pair is in the same folder: a value's
+    /// metadata file, a metadata file's value.
+    pub paired: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -147,17 +153,30 @@ impl Walker {
     async fn leaf(&self, target: String, hex: String, tx: mpsc::Sender<Entry>) {
         let mut folders = vec![String::new()];
         while let Some(rel) = folders.pop() {
-            for e in self.list(&url(&target, &format!("/{hex}/{rel}"))).await {
+            let listed = self.list(&url(&target, &format!("/{hex}/{rel}"))).await;
+            let files: HashSet<&str> = listed.iter().filter(|e| !e.is_dir()).map(|e| e.name.as_str()).collect();
+            for e in &listed {
                 let name = format!("{rel}{}", e.name);
                 if e.is_dir() {
                     folders.push(format!("{name}/"));
                     continue;
                 }
                 let path = format!("/{hex}/{name}");
-                let info = FileInfo { url: url(&target, &path), size: e.size.unwrap_or(0), mtime: mtime(&e) };
+                let info = FileInfo { url: url(&target, &path), size: e.size.unwrap_or(0), mtime: mtime(e) };
+                let (value, meta) = match name.strip_suffix(META_SUFFIX) {
+                    Some(value) => (value, true),
+                    None => (name.as_str(), false),
+                };
                 // Only a file exactly at its key's path is that key's file.
-                let entry = match path2key(&hex, &name) {
-                    Some((key, gen)) if key2path(&key, &gen) == path => Entry::Key(Found { target: target.clone(), key, gen, info }),
+                let entry = match path2key(&hex, value) {
+                    Some((key, gen)) if key2path(&key, &gen) == format!("/{hex}/{value}") && !(meta && gen.is_empty()) => {
+                        let leaf = e.name.as_str();
+                        let paired = match meta {
+                            true => files.contains(&leaf[..leaf.len() - META_SUFFIX.len()]),
+                            false => files.contains(format!("{leaf}{META_SUFFIX}").as_str()),
+                        };
+                        Entry::Key(Found { target: target.clone(), key, gen, info, meta, paired })
+                    }
                     _ => Entry::Stray(info),
                 };
                 if tx.send(entry).await.is_err() {
