@@ -25,6 +25,10 @@ REGION = "us-east-1"
 S3_DOMAIN = "s3.localhost"
 
 
+def mkv_bin():
+    return os.environ.get("MKV_BIN", str(ROOT / "target" / "debug" / "mkv"))
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -87,20 +91,42 @@ class Cluster:
         self.server = self.log = None
         self.start_server()
 
+    @property
+    def volume_names(self):
+        return [f"localhost:{p}" for p, _, _ in self.volumes]
+
+    def flags(self):
+        """The flags the server and the admin commands share: volumes,
+        index, replicas, subvolumes."""
+        return ["--volumes", ",".join(self.volume_names), "--db", str(self.db), "--replicas", "2",
+                "--subvolumes", "4", "--db-map-gib", "4"]
+
+    def env(self):
+        """The server's environment (its admin keys, S3 domain, extra_env)."""
+        return {**os.environ, "MKV_S3_KEYS": f"{ACCESS}:{SECRET}", "MKV_S3_DOMAIN": S3_DOMAIN, **self.extra_env}
+
+    def admin(self, *args, timeout=60):
+        """Run `mkv <flags> ARGS…`, an admin command on this cluster's index
+        and volumes with the server's settings; returns CompletedProcess (text)."""
+        return subprocess.run([mkv_bin(), *self.flags(), *args], env=self.env(), capture_output=True, text=True,
+                              timeout=timeout)
+
     def start_server(self):
-        binary = os.environ.get("MKV_BIN", str(ROOT / "target" / "debug" / "mkv"))
-        vols = ",".join(f"localhost:{p}" for p, _, _ in self.volumes)
         if self.log:
             self.log.close()
         self.log = open(self.base / "server.log", "ab")
         self.server = subprocess.Popen(
-            [binary, "server", "--volumes", vols, "--db", str(self.db), "--port", str(self.port),
-             "--bind", "127.0.0.1", "--replicas", "2", "--subvolumes", "4", "--db-map-gib", "4",
-             "--io-timeout", "10s", "--s3-port", str(self.s3_port), *self.extra_args],
-            env={**os.environ, "MKV_S3_KEYS": f"{ACCESS}:{SECRET}", "MKV_S3_DOMAIN": S3_DOMAIN, **self.extra_env},
+            [mkv_bin(), "server", *self.flags(), "--port", str(self.port),
+             "--bind", "127.0.0.1", "--io-timeout", "10s", "--s3-port", str(self.s3_port), *self.extra_args],
+            env=self.env(),
             stdout=self.log, stderr=self.log, start_new_session=True,
         )
         wait_port(self.port, self.server)
+
+    def stop_server(self):
+        """SIGTERM the server (by its process group) and wait for it."""
+        stop(self.server)
+        return self.server.returncode
 
     def restart_server(self):
         stop(self.server)
