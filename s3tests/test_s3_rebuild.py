@@ -2,9 +2,10 @@
 `mkv rebuild` gives back every S3 object whole (bytes, ETag, checksums,
 stored headers, x-amz-meta-*, parts), every bucket (creation date, owner,
 grants, policy, CORS rules) and every native key as before; with several
-generations of a key on the volumes, the last acknowledged one; and the Go
-original's own rebuild on volumes mkv wrote recovers every native key and
-skips, never mangles, the files of S3 values.
+generations of a key on the volumes, the last acknowledged one. With the Go
+original (built from ../shared/peers when `go` is there): volumes it wrote
+rebuild as before, and its own rebuild on volumes mkv wrote recovers every
+native key and skips, never mangles, the files of S3 values.
 
 Each test runs on a cluster of its own (conftest's temp_cluster: nginx
 volumes, --replicas 2, --subvolumes 4) and stops, wipes and restarts its
@@ -512,3 +513,30 @@ def test_go_original_rebuild_on_our_volumes(mkv_go):
             assert native_get(c, k)[2] == v, k
         for k, v in objects.items():
             assert client(c).get_object(Bucket=DATA, Key=k)["Body"].read() == v, k
+
+
+def test_volumes_the_go_original_wrote_rebuild_as_before(mkv_go):
+    with temp_cluster() as c:
+        assert c.stop_server() == 0
+        port = free_port()
+        go_args = [str(mkv_go), "-volumes", ",".join(c.volume_names), "-db", str(c.base / "go-db"), "-replicas", "2",
+                   "-subvolumes", "4"]
+        go = subprocess.Popen([*go_args, "-port", str(port), "server"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+        written = {"/go/plain": b"written by the original", "/go/dir/with space": os.urandom(20 * KiB),
+                   f"/{DATA}/from-go": b"under a bucket's prefix", "/big": os.urandom(2 * MiB)}
+        try:
+            wait_port(port, go)
+            for k, v in written.items():
+                r = HTTP.request("PUT", f"http://127.0.0.1:{port}{quoted(k)}", body=v)
+                assert r.status == 201, (k, r.status)
+        finally:
+            stop(go)
+        shutil.rmtree(c.db)
+        code, report, out = rebuild(c)
+        assert code == 0 and report is not None and report["failed"] == 0, out
+        c.start_server()
+        assert native_list(c.port) == sorted(written), out
+        for k, v in written.items():
+            status, volumes, data = native_get(c, k)
+            assert status == 302 and data == v and len(volumes) == 2, (k, status, volumes)
