@@ -9,6 +9,7 @@ use super::{open_db, AdminError};
 use crate::config::{BucketAction, BucketArgs, Config, GrantArgs, KeyAction, KeyArgs};
 use crate::index::{Grant, Index, KeyInfo};
 use crate::s3::xml::iso8601;
+use crate::store::describe::put_bucket_files;
 use crate::store::now_secs;
 
 fn random_from(alphabet: &[u8], n: usize) -> String {
@@ -77,9 +78,11 @@ pub fn keys(config: Config, args: KeyArgs) -> Result<bool, AdminError> {
             print(args.json, &listed, || listed.iter().map(|k| format!("{}  {}  {}", k.access_key_id, k.created, k.name)).collect::<Vec<_>>().join("\n"));
         }
         KeyAction::Delete { id } => {
+            let granted: Vec<String> = index.buckets()?.into_iter().filter(|(_, b)| b.grants.contains_key(&id)).map(|(n, _)| n).collect();
             if !index.delete_key(&id)? {
                 return fail(format!("no key {id}"));
             }
+            describe(&config, &index, &granted)?;
             print(args.json, &serde_json::json!({"deleted": id}), || format!("deleted {id} and its grants"));
         }
     }
@@ -133,6 +136,28 @@ fn change_grant(index: &Index, config: &Config, g: &GrantArgs, allow: bool) -> R
     Ok(changed.ok_or_else(|| format!("no bucket {}", g.bucket)))
 }
 
+/// Write the changed buckets' files on the volumes (`describe`), which
+/// `rebuild` reads. Without `--volumes` the server does it when it starts.
+fn describe(config: &Config, index: &Index, names: &[String]) -> Result<(), AdminError> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    if config.volumes.is_empty() {
+        eprintln!("mkv: no --volumes: the bucket files on the volumes are written when the server next starts (or by `mkv repair`)");
+        return Ok(());
+    }
+    super::block_on(async {
+        let client = super::volume_client(config);
+        for name in names {
+            let info = index.bucket(name)?;
+            for (volume, e) in put_bucket_files(&client, &config.volumes, name, info.as_ref()).await {
+                eprintln!("mkv: bucket {name}: its file on {volume} is not up to date ({e}); `mkv repair` rewrites it");
+            }
+        }
+        Ok(())
+    })
+}
+
 pub fn buckets(config: Config, args: BucketArgs) -> Result<bool, AdminError> {
     let index = open_db(&config)?;
     match &args.action {
@@ -140,9 +165,12 @@ pub fn buckets(config: Config, args: BucketArgs) -> Result<bool, AdminError> {
             let allow = matches!(args.action, BucketAction::Allow(_));
             match change_grant(&index, &config, g, allow)? {
                 Err(why) => return fail(why),
-                Ok(now) => print(args.json, &serde_json::json!({"bucket": g.bucket, "key": g.key, "grant": now}), || {
-                    format!("{} on {}: {}", g.key, g.bucket, match grant_text(&now) { t if t.is_empty() => "nothing".into(), t => t })
-                }),
+                Ok(now) => {
+                    describe(&config, &index, std::slice::from_ref(&g.bucket))?;
+                    print(args.json, &serde_json::json!({"bucket": g.bucket, "key": g.key, "grant": now}), || {
+                        format!("{} on {}: {}", g.key, g.bucket, match grant_text(&now) { t if t.is_empty() => "nothing".into(), t => t })
+                    })
+                }
             }
         }
         BucketAction::List => {

@@ -25,6 +25,7 @@ use percent_encoding::{percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::StatusCode;
 
 use crate::config::Config;
+use crate::describe::{buckets_dir_url, BucketFile};
 use crate::error::Error;
 use crate::index::{Index, IndexError, Record};
 use crate::volume::VolumeClient;
@@ -138,6 +139,24 @@ pub async fn replica_md5(client: &VolumeClient, url: &str) -> Result<(u64, Strin
         md5.update(&chunk);
     }
     Ok((size, hex::encode(md5.finalize())))
+}
+
+/// The bucket files on one volume (`describe`), each with its URL and its
+/// contents or why they are unreadable.
+pub async fn bucket_files(client: &VolumeClient, volume: &str) -> Result<Vec<(String, Result<BucketFile, String>)>, Error> {
+    let dir = buckets_dir_url(volume);
+    let mut files = Vec::new();
+    for entry in client.list_dir(&dir).await?.iter().filter(|e| !e.is_dir()) {
+        let url = format!("{dir}{}", percent_encode(entry.name.as_bytes(), NON_ALPHANUMERIC));
+        let file = match client.get_bytes(&url).await {
+            Ok(Some(body)) => BucketFile::parse(&body).map_err(|e| e.to_string()),
+            // Deleted since the listing.
+            Ok(None) => continue,
+            Err(e) => Err(e.to_string()),
+        };
+        files.push((url, file));
+    }
+    Ok(files)
 }
 
 /// Key bytes escaped for a native URL: only unreserved characters stay, and

@@ -22,9 +22,9 @@ use futures::stream::TryStreamExt;
 use tokio::sync::mpsc;
 
 use super::walk::{Entry, Found, Walker};
-use super::{open_index, records, replica_md5, volume_client, AdminError, Ctx, Item, Progress, Report};
+use super::{bucket_files, open_index, records, replica_md5, volume_client, AdminError, Ctx, Item, Progress, Report};
 use crate::config::{Config, RebuildArgs};
-use crate::describe::{buckets_dir_url, meta_url, s3_names, BucketFile, ValueFile};
+use crate::describe::{meta_url, s3_names, BucketFile, ValueFile};
 use crate::index::{BucketInfo, Deleted, Index, IndexError, ObjectMeta, Record};
 use crate::placement::{generation_secs, key2volume};
 
@@ -289,21 +289,14 @@ async fn describe_values(ctx: &Ctx, concurrency: usize, walked: Walked) -> Resul
 async fn restore_buckets(ctx: &Ctx, mut named: HashMap<String, u64>) -> Result<(), AdminError> {
     let mut newest: BTreeMap<String, BucketFile> = BTreeMap::new();
     for volume in &ctx.config.volumes {
-        let dir = buckets_dir_url(volume);
-        let listing = match ctx.client.list_dir(&dir).await {
-            Ok(listing) => listing,
+        let files = match bucket_files(&ctx.client, volume).await {
+            Ok(files) => files,
             Err(e) => {
-                ctx.progress.fail(Item::file("buckets", &dir, e));
+                ctx.progress.fail(Item::new("bucket files", None, Some(volume), e));
                 continue;
             }
         };
-        for entry in listing.iter().filter(|e| !e.is_dir()) {
-            let url = format!("{dir}{}", percent_encoding::utf8_percent_encode(&entry.name, percent_encoding::NON_ALPHANUMERIC));
-            let file = match ctx.client.get_bytes(&url).await {
-                Ok(Some(body)) => BucketFile::parse(&body).map_err(|e| e.to_string()),
-                Ok(None) => continue,
-                Err(e) => Err(e.to_string()),
-            };
+        for (url, file) in files {
             match file {
                 Ok(file) if newest.get(&file.name).is_none_or(|n| n.updated_us < file.updated_us) => {
                     newest.insert(file.name.clone(), file);

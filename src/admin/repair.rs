@@ -11,9 +11,11 @@ use std::sync::Arc;
 use futures::stream::TryStreamExt;
 
 use super::rebalance::Mover;
-use super::verify::{check_key, for_each_orphan, hidden_whole, Probe};
+use super::verify::{check_buckets, check_key, for_each_orphan, hidden_whole, Probe};
 use super::{open_index, records, volume_client, AdminError, Ctx, Item, Progress, Report};
 use crate::config::{Config, RepairArgs};
+use crate::describe::{meta_url, ValueFile};
+use crate::store::describe::put_bucket_files;
 use crate::index::{Deleted, Record};
 use crate::volume::replica_url;
 
@@ -36,6 +38,9 @@ pub async fn run(config: Config, args: RepairArgs) -> Result<Report, AdminError>
             Ok(())
         })
         .await?;
+    if args.prefix.is_empty() {
+        repair_buckets(c).await?;
+    }
     if args.delete_orphans {
         for_each_orphan(&ctx, concurrency, args.min_orphan_age, args.prefix.as_bytes(), |orphan, target| async move {
             let url = orphan.info.url.clone();
@@ -54,6 +59,28 @@ pub async fn run(config: Config, args: RepairArgs) -> Result<Report, AdminError>
         .await?;
     }
     Ok(ctx.progress.finish())
+}
+
+/// Rewrite the file of every bucket whose file is missing or differs on a
+/// volume (on every volume: one write per bucket). Files of buckets the
+/// index does not hold stay: only an operator knows whether the bucket is
+/// gone or the index lost it.
+async fn repair_buckets(ctx: &Ctx) -> Result<(), AdminError> {
+    for (name, problems) in check_buckets(ctx).await? {
+        let Some(info) = ctx.index.bucket(&name)? else {
+            problems.into_iter().for_each(|p| ctx.progress.fail(p));
+            continue;
+        };
+        let failed = put_bucket_files(&ctx.client, &ctx.config.volumes, &name, Some(&info)).await;
+        for (volume, e) in &failed {
+            ctx.progress.fail(Item::new("bucket file", None, Some(volume), format!("bucket {name}: {e}")));
+        }
+        if failed.is_empty() {
+            ctx.progress.act(Item::new("described", None, None, format!("bucket {name}: its file written on every volume")));
+            ctx.progress.changed(1);
+        }
+    }
+    Ok(())
 }
 
 /// A record that is not live, not UNLINKed, with every replica whole: its
@@ -134,8 +161,55 @@ async fn repair_key(ctx: &Ctx, mover: &Mover, key: &[u8], rec: &Record, checksum
             }
         }
     }
+    if !checked.undescribed.is_empty() || !checked.bad.is_empty() {
+        changed |= describe_again(ctx, key, &checked.descriptions).await?;
+    }
     if changed {
         ctx.progress.changed(1);
     }
     Ok(())
+}
+
+/// Write an S3 value's metadata file from the index on every recorded
+/// volume whose file is missing or disagrees (after the replicas are
+/// repaired: the record may have changed). The MD5 and commit time come
+/// from the record, a file read, or the ETag of a single-part value.
+async fn describe_again(ctx: &Ctx, key: &[u8], read: &[ValueFile]) -> Result<bool, AdminError> {
+    let (Some(rec), Some(meta)) = (ctx.index.get(key)?.filter(|r| r.is_live() && !r.gen.is_empty()), ctx.index.get_meta(key)?) else {
+        return Ok(false);
+    };
+    let md5 = match read.iter().find(|f| f.generation == rec.gen) {
+        _ if !rec.hash.is_empty() => rec.hash.clone(),
+        Some(file) => file.md5.clone(),
+        None => match meta.etag.as_ref().filter(|e| !e.contains('-')) {
+            Some(etag) => etag.clone(),
+            None => {
+                ctx.progress.fail(Item::key("metadata", key, "cannot describe the value: its MD5 is unknown (run `repair --checksums` first)"));
+                return Ok(false);
+            }
+        },
+    };
+    let written_us = read.iter().map(|f| f.written_us).find(|us| us / 1_000_000 == meta.mtime).unwrap_or(meta.mtime * 1_000_000);
+    let file = ValueFile::new(key, &rec.gen, written_us, &md5, &meta);
+    let mut wrote = false;
+    for v in &rec.volumes {
+        let Some(url) = meta_url(v, key, &rec.gen) else { continue };
+        let current = ctx.client.get_bytes(&url).await.ok().flatten().and_then(|b| ValueFile::parse(&b).ok());
+        if current.is_some_and(|f| f.agrees(key, &rec, &meta)) {
+            continue;
+        }
+        // Nothing changed the key meanwhile (a write or metadata copy).
+        if ctx.index.get(key)?.as_ref() != Some(&rec) || ctx.index.get_meta(key)?.as_ref() != Some(&meta) {
+            ctx.progress.fail(Item::key("metadata", key, "the key changed during the repair; run again"));
+            return Ok(wrote);
+        }
+        match ctx.client.put_bytes(&url, file.to_json()).await {
+            Ok(()) => {
+                ctx.progress.act(Item::replica("described", key, v, "metadata file written from the index"));
+                wrote = true;
+            }
+            Err(e) => ctx.progress.fail(Item::replica("metadata", key, v, e)),
+        }
+    }
+    Ok(wrote)
 }

@@ -13,8 +13,9 @@ use futures::stream::TryStreamExt;
 use tokio::sync::mpsc;
 
 use super::walk::{Entry, FileInfo, Walker};
-use super::{open_index, records, replica_md5, volume_client, AdminError, Ctx, Item, Progress, Report};
+use super::{bucket_files, open_index, records, replica_md5, volume_client, AdminError, Ctx, Item, Progress, Report};
 use crate::config::{Config, VerifyArgs};
+use crate::describe::{bucket_url, meta_url, BucketFile, ValueFile};
 use crate::index::{ObjectMeta, Record};
 use crate::placement::key2volume;
 use crate::volume::replica_url;
@@ -35,6 +36,10 @@ pub struct Checked {
     pub problems: Vec<Item>,
     /// Recorded volumes whose file is there but wrong (size or MD5).
     pub bad: Vec<String>,
+    /// An S3 value's metadata files that are missing or disagree with the
+    /// index, by volume, and the ones read (`repair` rewrites from them).
+    pub undescribed: Vec<String>,
+    pub descriptions: Vec<ValueFile>,
 }
 
 impl Checked {
@@ -95,7 +100,39 @@ pub async fn check_key(ctx: &Ctx, key: &[u8], rec: &Record, meta: Option<&Object
     if rec.volumes != wanted {
         problems.push(Item::key("unbalanced", key, format!("recorded on {}, placement wants {}", rec.volumes.join(","), wanted.join(","))));
     }
-    Checked { probes, problems, bad }
+    let (undescribed, descriptions) = match (rec.is_live(), meta) {
+        (true, Some(meta)) => check_descriptions(ctx, key, rec, meta, &mut problems).await,
+        _ => (Vec::new(), Vec::new()),
+    };
+    Checked { probes, problems, bad, undescribed, descriptions }
+}
+
+/// Read a live S3 value's metadata file on each recorded volume and compare
+/// it with the index.
+async fn check_descriptions(ctx: &Ctx, key: &[u8], rec: &Record, meta: &ObjectMeta, problems: &mut Vec<Item>) -> (Vec<String>, Vec<ValueFile>) {
+    let reads = rec.volumes.iter().filter_map(|v| Some((v, meta_url(v, key, &rec.gen)?))).map(|(v, url)| async move { (v, ctx.client.get_bytes(&url).await) });
+    let mut undescribed = Vec::new();
+    let mut read = Vec::new();
+    for (v, got) in futures::future::join_all(reads).await {
+        let problem = match got.map(|body| body.map(|b| ValueFile::parse(&b))) {
+            Ok(None) => Some("no metadata file beside the value; `repair` writes it from the index".to_string()),
+            Ok(Some(Ok(file))) if file.agrees(key, rec, meta) => {
+                read.push(file);
+                None
+            }
+            Ok(Some(Ok(file))) => {
+                read.push(file);
+                Some("the metadata file disagrees with the index; `repair` rewrites it from the index".into())
+            }
+            Ok(Some(Err(e))) => Some(format!("unreadable metadata file: {e}")),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(why) = problem {
+            problems.push(Item::replica("metadata", key, v, why));
+            undescribed.push(v.clone());
+        }
+    }
+    (undescribed, read)
 }
 
 /// Whether a record that is not live is a finished value hidden by a cut
@@ -138,6 +175,11 @@ pub async fn run(config: Config, args: VerifyArgs) -> Result<Report, AdminError>
             Ok(())
         })
         .await?;
+    if args.prefix.is_empty() {
+        for problem in check_buckets(&ctx).await?.into_iter().flat_map(|(_, problems)| problems) {
+            ctx.progress.fail(problem);
+        }
+    }
     if args.orphans {
         for_each_orphan(&ctx, args.common.concurrency as usize, args.min_orphan_age, args.prefix.as_bytes(), |orphan, _| {
             ctx.progress.fail(orphan.item());
@@ -146,6 +188,51 @@ pub async fn run(config: Config, args: VerifyArgs) -> Result<Report, AdminError>
         .await?;
     }
     Ok(ctx.progress.finish())
+}
+
+/// Compare every bucket's file on every volume with the index. Returns, per
+/// bucket name, what is wrong (a missing or different file; a file of a
+/// bucket the index does not hold, left for an operator to judge).
+pub async fn check_buckets(ctx: &Ctx) -> Result<Vec<(String, Vec<Item>)>, AdminError> {
+    let mut found: Vec<(String, Vec<Item>)> = Vec::new();
+    let buckets = ctx.index.buckets()?;
+    for volume in &ctx.config.volumes {
+        let mut problems = |name: &str, item: Item| match found.iter_mut().find(|(n, _)| n == name) {
+            Some((_, items)) => items.push(item),
+            None => found.push((name.to_string(), vec![item])),
+        };
+        for (name, info) in &buckets {
+            let url = bucket_url(volume, name);
+            let why = match ctx.client.get_bytes(&url).await {
+                Ok(Some(body)) => match BucketFile::parse(&body) {
+                    Ok(file) if file.name == *name && file.info == *info => continue,
+                    Ok(_) => "differs from the index; `repair` rewrites it".to_string(),
+                    Err(e) => format!("unreadable ({e}); `repair` rewrites it"),
+                },
+                Ok(None) => "missing; `repair` writes it".into(),
+                Err(e) => e.to_string(),
+            };
+            problems(name, Item::file("bucket file", &url, format!("bucket {name}: {why}")));
+        }
+        let files = match bucket_files(&ctx.client, volume).await {
+            Ok(files) => files,
+            Err(e) => {
+                ctx.progress.fail(Item::new("bucket files", None, Some(volume), e));
+                continue;
+            }
+        };
+        for (url, file) in files {
+            match file {
+                Ok(file) if !buckets.iter().any(|(n, _)| *n == file.name) => {
+                    let why = format!("bucket {} is not in the index (deleted while this volume was down?); `rebuild` would bring it back: delete the file if the bucket is gone", file.name);
+                    problems(&file.name, Item::file("bucket file", &url, why));
+                }
+                Ok(_) => {}
+                Err(e) => ctx.progress.fail(Item::file("bucket file", &url, e)),
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// A file on a volume that no record references.
