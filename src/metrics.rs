@@ -2,9 +2,10 @@
 //! listener. Labels are bounded: API, operation name, status class, a
 //! configured volume; never keys or bucket names.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 use crate::index::IndexStats;
 
@@ -21,6 +22,39 @@ pub struct Metrics {
     /// The `--volumes`: the only volume labels (any other is `other`).
     volumes: Vec<String>,
     index: IndexGauges,
+    /// Series of the hot paths, looked up once (a labelled lookup hashes the
+    /// labels and takes a lock on every call); made on first use, so the
+    /// output lists the same series as without them.
+    cache: Cache,
+}
+
+/// Volume methods with cached series; others are looked up each time.
+const VOLUME_METHODS: [&str; 4] = ["HEAD", "GET", "PUT", "DELETE"];
+/// Native operations (`observe::NATIVE_OPS` and `OTHER`) with cached series.
+const NATIVE_OPS: [&str; 7] = ["GET", "HEAD", "PUT", "DELETE", "UNLINK", "REBALANCE", "OTHER"];
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+#[derive(Default)]
+struct VolumeSeries {
+    requests: OnceLock<IntCounter>,
+    errors: OnceLock<IntCounter>,
+    durations: OnceLock<Histogram>,
+}
+
+#[derive(Default)]
+struct Cache {
+    /// By volume (position in `volumes`, then `other`), then method.
+    volume: Vec<[VolumeSeries; VOLUME_METHODS.len()]>,
+    /// Native requests by operation, then status class.
+    native_requests: [[OnceLock<IntCounter>; STATUS_CLASSES.len()]; NATIVE_OPS.len()],
+    native_durations: [OnceLock<Histogram>; NATIVE_OPS.len()],
+    /// Bytes received and sent, native then S3.
+    received: [OnceLock<IntCounter>; 2],
+    sent: [OnceLock<IntCounter>; 2],
+}
+
+fn cached<'a, T: Clone>(slot: &'a OnceLock<T>, make: impl FnOnce() -> T) -> &'a T {
+    slot.get_or_init(make)
 }
 
 /// Read from the index at each scrape.
@@ -38,12 +72,16 @@ struct IndexGauges {
 const DURATION_BUCKETS: [f64; 14] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0, 60.0];
 
 fn status_class(status: u16) -> &'static str {
+    STATUS_CLASSES[status_index(status)]
+}
+
+fn status_index(status: u16) -> usize {
     match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
+        100..=199 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        400..=499 => 3,
+        _ => 4,
     }
 }
 
@@ -87,6 +125,7 @@ impl Metrics {
                 &["volume", "method"],
             ),
             volumes: volumes.to_vec(),
+            cache: Cache { volume: (0..=volumes.len()).map(|_| Default::default()).collect(), ..Default::default() },
             index: IndexGauges {
                 keys: gauge("mkv_index_keys", "Key records in the index (live and soft-deleted)."),
                 used: gauge("mkv_index_used_bytes", "Bytes of the LMDB map in use."),
@@ -106,23 +145,53 @@ impl Metrics {
 
     pub fn request_done(&self, api: &str, operation: &str, status: u16, bytes_in: u64, bytes_out: u64, took: Duration) {
         self.in_flight.dec();
-        self.requests.with_label_values(&[api, operation, status_class(status)]).inc();
-        self.durations.with_label_values(&[api, operation]).observe(took.as_secs_f64());
-        self.received.with_label_values(&[api]).inc_by(bytes_in);
-        self.sent.with_label_values(&[api]).inc_by(bytes_out);
+        let c = &self.cache;
+        let native_op = if api == "native" { NATIVE_OPS.iter().position(|o| *o == operation) } else { None };
+        match native_op {
+            Some(op) => {
+                let class = status_index(status);
+                cached(&c.native_requests[op][class], || self.requests.with_label_values(&[api, operation, STATUS_CLASSES[class]])).inc();
+                cached(&c.native_durations[op], || self.durations.with_label_values(&[api, operation])).observe(took.as_secs_f64());
+            }
+            None => {
+                self.requests.with_label_values(&[api, operation, status_class(status)]).inc();
+                self.durations.with_label_values(&[api, operation]).observe(took.as_secs_f64());
+            }
+        }
+        match api {
+            "native" | "s3" => {
+                let i = usize::from(api == "s3");
+                cached(&c.received[i], || self.received.with_label_values(&[api])).inc_by(bytes_in);
+                cached(&c.sent[i], || self.sent.with_label_values(&[api])).inc_by(bytes_out);
+            }
+            _ => {
+                self.received.with_label_values(&[api]).inc_by(bytes_in);
+                self.sent.with_label_values(&[api]).inc_by(bytes_out);
+            }
+        }
     }
 
     /// One call to a volume (`http://host:port/…`).
     pub fn volume_call(&self, url: &str, method: &str, failed: bool, took: Duration) {
         let host = url.strip_prefix("http://").unwrap_or(url);
         let host = host.split('/').next().unwrap_or(host);
-        let volume = if self.volumes.iter().any(|v| v == host) { host } else { "other" };
+        let at = self.volumes.iter().position(|v| v == host);
+        let volume = if at.is_some() { host } else { "other" };
         let labels = [volume, method];
-        self.volume_requests.with_label_values(&labels).inc();
+        let Some(m) = VOLUME_METHODS.iter().position(|x| *x == method) else {
+            self.volume_requests.with_label_values(&labels).inc();
+            if failed {
+                self.volume_errors.with_label_values(&labels).inc();
+            }
+            self.volume_durations.with_label_values(&labels).observe(took.as_secs_f64());
+            return;
+        };
+        let series = &self.cache.volume[at.unwrap_or(self.volumes.len())][m];
+        cached(&series.requests, || self.volume_requests.with_label_values(&labels)).inc();
         if failed {
-            self.volume_errors.with_label_values(&labels).inc();
+            cached(&series.errors, || self.volume_errors.with_label_values(&labels)).inc();
         }
-        self.volume_durations.with_label_values(&labels).observe(took.as_secs_f64());
+        cached(&series.durations, || self.volume_durations.with_label_values(&labels)).observe(took.as_secs_f64());
     }
 
     /// Every metric in Prometheus' text format, with the index figures of
@@ -162,5 +231,31 @@ mod tests {
         assert!(text.contains("mkv_requests_in_flight 0"));
         assert!(text.contains(r#"mkv_received_bytes_total{api="s3"} 10"#));
         assert!(text.contains("mkv_index_keys 0"));
+    }
+
+    #[test]
+    fn cached_series_count_like_looked_up_ones() {
+        let m = Metrics::new(&["a:1".to_string(), "b:2".to_string()]);
+        for _ in 0..3 {
+            m.volume_call("http://b:2/x", "HEAD", false, Duration::from_millis(1));
+            m.request_started();
+            m.request_done("native", "GET", 302, 0, 0, Duration::from_millis(1));
+        }
+        m.volume_call("http://b:2/x", "HEAD", true, Duration::ZERO);
+        m.volume_call("http://c:3/x", "HEAD", false, Duration::ZERO);
+        m.volume_call("http://a:1/x", "MOVE", false, Duration::ZERO);
+        m.request_started();
+        m.request_done("native", "PROPFIND", 405, 5, 0, Duration::ZERO);
+        let text = m.render(&IndexStats::default());
+        assert!(text.contains(r#"mkv_volume_requests_total{method="HEAD",volume="b:2"} 4"#), "{text}");
+        assert!(text.contains(r#"mkv_volume_errors_total{method="HEAD",volume="b:2"} 1"#));
+        assert!(text.contains(r#"mkv_volume_requests_total{method="HEAD",volume="other"} 1"#));
+        assert!(text.contains(r#"mkv_volume_requests_total{method="MOVE",volume="a:1"} 1"#));
+        assert!(!text.contains(r#"mkv_volume_errors_total{method="HEAD",volume="other"}"#));
+        assert!(text.contains(r#"mkv_requests_total{api="native",operation="GET",status="3xx"} 3"#));
+        assert!(text.contains(r#"mkv_requests_total{api="native",operation="PROPFIND",status="4xx"} 1"#));
+        assert!(text.contains(r#"mkv_request_duration_seconds_count{api="native",operation="GET"} 3"#));
+        assert!(text.contains(r#"mkv_received_bytes_total{api="native"} 5"#));
+        assert!(text.contains("mkv_requests_in_flight 0"));
     }
 }

@@ -5,8 +5,10 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::error::Error;
-use crate::index::Scan;
+use crate::index::{Record, Scan};
+use crate::placement::key2path;
 use crate::server::AppState;
+use crate::store::Store;
 use crate::urlenc::{percent_decode, query_pairs};
 
 /// The original refuses unpaged listings longer than this.
@@ -94,13 +96,40 @@ async fn get(app: &AppState, key: &[u8]) -> HttpResponse {
             let balance = if store.is_balanced(key, &rec) { "balanced" } else { "unbalanced" };
             resp.insert_header(("Key-Balance", balance));
             resp.insert_header(("Key-Volumes", rec.volumes.join(",")));
-            match store.locate(key).await {
-                Ok(found) => found.url,
-                Err(_) => return resp.status(StatusCode::NOT_FOUND).insert_header((CONTENT_LENGTH, "0")).finish(),
+            match locate(store, key, rec).await {
+                Some(url) => url,
+                None => return resp.status(StatusCode::NOT_FOUND).insert_header((CONTENT_LENGTH, "0")).finish(),
             }
         }
     };
     resp.insert_header((LOCATION, location)).insert_header((CONTENT_LENGTH, "0")).finish()
+}
+
+/// The URL of the first replica of a live record (random order, as the
+/// original's `rand.Perm`) that answers a HEAD within the volume timeout;
+/// `Store::locate` for a record already read. The file path is the same on
+/// every volume, so it is made once. If no replica answers and the record
+/// changed meanwhile (the value was replaced), it starts over with the new one.
+async fn locate(store: &Store, key: &[u8], mut record: Record) -> Option<String> {
+    for _ in 0..3 {
+        let path = key2path(key, &record.gen);
+        let n = record.volumes.len();
+        let start = if n > 1 { rand::random_range(0..n) } else { 0 };
+        // A random rotation, then the rest in random direction: every order
+        // of up to 3 replicas is possible, with no allocation.
+        let step = if n > 2 && rand::random::<bool>() { n - 1 } else { 1 };
+        for i in 0..n {
+            let url = format!("http://{}{path}", record.volumes[(start + i * step) % n]);
+            if store.volumes.exists(&url).await {
+                return Some(url);
+            }
+        }
+        match store.record(key).ok().flatten().filter(Record::is_live) {
+            Some(now) if now != record => record = now,
+            _ => return None,
+        }
+    }
+    None
 }
 
 async fn list(app: &AppState, prefix: &[u8], query: &str) -> HttpResponse {

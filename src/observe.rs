@@ -26,12 +26,10 @@ const NATIVE_OPS: [&str; 6] = ["GET", "HEAD", "PUT", "DELETE", "UNLINK", "REBALA
 struct Exchange {
     metrics: Arc<Metrics>,
     start: Instant,
-    request_id: String,
-    peer: String,
-    method: String,
-    /// Presigned credentials redacted.
-    uri: String,
-    /// Where the S3 handler notes its route.
+    /// An S3 answer's; a native request gets one only if it is logged.
+    request_id: Option<String>,
+    /// Where the S3 handler notes its route; peer, method and URI are read
+    /// from it (and formatted) only when the request is logged.
     request: HttpRequest,
     /// Answered by the S3 handler (even before routing: a bad signature).
     s3_answer: bool,
@@ -45,27 +43,42 @@ impl Drop for Exchange {
         let took = self.start.elapsed();
         let bytes_in = self.bytes_in.load(Ordering::Relaxed);
         let route = self.request.extensions().get::<Route>().map(|r| (r.op.name(), r.bucket.clone()));
+        let method = self.request.method().as_str();
         let (api, operation, bucket) = match route {
             Some((op, bucket)) => ("s3", op, bucket),
             None if self.s3_answer => ("s3", "Unknown", None),
-            None => ("native", native_op(&self.method), None),
+            None => ("native", native_op(method), None),
         };
         self.metrics.request_done(api, operation, self.status, bytes_in, self.bytes_out, took);
         let ms = (took.as_secs_f64() * 1e6).round() / 1e3;
+        // Fields are evaluated only when the request log is on.
         tracing::info!(
             target: "mkv::request",
-            request_id = %self.request_id,
-            peer = %self.peer,
+            request_id = %self.request_id.take().unwrap_or_else(s3::new_request_id),
+            peer = %Peer(self.request.peer_addr()),
             api = %api,
             operation = %operation,
             bucket = %bucket.as_deref().unwrap_or("-"),
-            method = %self.method,
-            uri = %self.uri,
+            method = %method,
+            // Presigned credentials redacted.
+            uri = %s3::loggable_uri(self.request.uri()),
             status = self.status,
             bytes_in,
             bytes_out = self.bytes_out,
             duration_ms = ms,
         );
+    }
+}
+
+/// A peer address as logged (`-` if unknown), formatted into the log line.
+struct Peer(Option<std::net::SocketAddr>);
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(a) => a.fmt(f),
+            None => f.write_str("-"),
+        }
     }
 }
 
@@ -92,11 +105,7 @@ where
     let mut exchange = Exchange {
         metrics,
         start: Instant::now(),
-        // An S3 answer's replaces it.
-        request_id: s3::new_request_id(),
-        peer: req.peer_addr().map_or("-".into(), |a| a.to_string()),
-        method: req.method().as_str().to_string(),
-        uri: s3::loggable_uri(req.uri()),
+        request_id: None,
         request: req.request().clone(),
         s3_answer: false,
         // Until an answer: the client went away first (nginx's 499).
@@ -118,7 +127,7 @@ where
         // An S3 answer carries its request id.
         if let Some(id) = res.headers().get("x-amz-request-id").and_then(|v| v.to_str().ok()) {
             exchange.s3_answer = true;
-            exchange.request_id = id.to_string();
+            exchange.request_id = Some(id.to_string());
         }
         Ok(res.map_body(|_, body| Observed { body, exchange }))
     }

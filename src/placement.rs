@@ -119,12 +119,7 @@ pub fn path2key(hex: &str, name: &str) -> Option<(Vec<u8>, String)> {
 pub fn key2volume(key: &[u8], volumes: &[String], replicas: usize, subvolumes: u32) -> Vec<String> {
     let mut scored: Vec<([u8; 16], &String)> = volumes
         .iter()
-        .map(|v| {
-            let mut buf = Vec::with_capacity(key.len() + v.len());
-            buf.extend_from_slice(key);
-            buf.extend_from_slice(v.as_bytes());
-            (md5(&buf), v)
-        })
+        .map(|v| (Md5::new().chain_update(key).chain_update(v.as_bytes()).finalize().into(), v))
         .collect();
     // Stable sort, descending by score: ties keep the configured order.
     scored.sort_by(|a, b| b.0.cmp(&a.0));
