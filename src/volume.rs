@@ -23,6 +23,9 @@ pub const CHUNKS_IN_FLIGHT: usize = 8;
 
 pub type ChunkTx = mpsc::Sender<std::io::Result<Bytes>>;
 
+/// Values up to this size are sent to a volume whole (see `put_stream`).
+pub const WHOLE_BODY_MAX: u64 = 64 << 10;
+
 #[derive(Clone)]
 pub struct VolumeClient {
     http: reqwest::Client,
@@ -133,9 +136,34 @@ impl VolumeClient {
     }
 
     /// PUT a body that arrives on `rx`. An `Err` on the channel aborts the
-    /// request, so nginx discards the partial file.
-    pub async fn put_stream(&self, url: String, len: Option<u64>, rx: mpsc::Receiver<std::io::Result<Bytes>>) -> Result<()> {
-        let mut req = self.upload.put(&url).body(reqwest::Body::wrap_stream(ReceiverStream::new(rx)));
+    /// request, so nginx discards the partial file. A body of known length
+    /// up to [`WHOLE_BODY_MAX`] is gathered first and sent with the headers in
+    /// one write (no streaming machinery per small value); one that fails or
+    /// comes short is never sent.
+    pub async fn put_stream(&self, url: String, len: Option<u64>, mut rx: mpsc::Receiver<std::io::Result<Bytes>>) -> Result<()> {
+        let body = match len {
+            Some(n) if n <= WHOLE_BODY_MAX => {
+                let mut chunks: Vec<Bytes> = Vec::new();
+                let mut got = 0u64;
+                while let Some(chunk) = rx.recv().await {
+                    let chunk = chunk.map_err(|e| Error::volume(&url, e))?;
+                    got += chunk.len() as u64;
+                    if got > n {
+                        break;
+                    }
+                    chunks.push(chunk);
+                }
+                if got != n {
+                    return Err(Error::volume(&url, format!("body of {got} bytes for a length of {n}")));
+                }
+                match chunks.len() {
+                    1 => reqwest::Body::from(chunks.pop().unwrap_or_default()),
+                    _ => reqwest::Body::from(chunks.concat()),
+                }
+            }
+            _ => reqwest::Body::wrap_stream(ReceiverStream::new(rx)),
+        };
+        let mut req = self.upload.put(&url).body(body);
         if let Some(len) = len {
             req = req.header(CONTENT_LENGTH, len);
         }
@@ -301,4 +329,73 @@ where
 {
     use futures::StreamExt;
     tokio::time::timeout(limit, stream.next()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A one-request HTTP server: answers 201 once it has headers and
+    /// `Content-Length` bytes of body, and hands back what it read.
+    async fn one_put_server() -> (String, tokio::task::JoinHandle<Vec<u8>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = sock.read(&mut buf).await.unwrap();
+                got.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&got).to_lowercase();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let len: usize = text.lines().find_map(|l| l.strip_prefix("content-length: ")).map_or(0, |v| v.trim().parse().unwrap());
+                    if got.len() >= end + 4 + len {
+                        break;
+                    }
+                }
+                if n == 0 {
+                    break;
+                }
+            }
+            sock.write_all(b"HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n").await.unwrap();
+            got
+        });
+        (format!("http://{addr}/a/b"), server)
+    }
+
+    fn client() -> VolumeClient {
+        VolumeClient::new(Duration::from_secs(1), Duration::from_secs(5), Arc::new(Metrics::new(&[])))
+    }
+
+    #[tokio::test]
+    async fn small_bodies_are_sent_whole() {
+        let (url, server) = one_put_server().await;
+        let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
+        tx.send(Ok(Bytes::from_static(b"hello "))).await.unwrap();
+        tx.send(Ok(Bytes::from_static(b"world"))).await.unwrap();
+        drop(tx);
+        client().put_stream(url, Some(11), rx).await.unwrap();
+        let got = String::from_utf8(server.await.unwrap()).unwrap();
+        assert!(got.starts_with("PUT /a/b HTTP/1.1\r\n"), "{got}");
+        assert!(got.to_lowercase().contains("content-length: 11\r\n"), "{got}");
+        assert!(got.ends_with("\r\n\r\nhello world"), "{got}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_or_short_small_body_is_never_sent() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/x", listener.local_addr().unwrap());
+        let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
+        tx.send(Ok(Bytes::from_static(b"abc"))).await.unwrap();
+        tx.send(Err(std::io::Error::other("client went away"))).await.unwrap();
+        assert!(client().put_stream(url.clone(), Some(10), rx).await.is_err());
+        let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
+        tx.send(Ok(Bytes::from_static(b"abc"))).await.unwrap();
+        drop(tx);
+        assert!(client().put_stream(url, Some(10), rx).await.is_err());
+        // No connection was opened.
+        assert!(tokio::time::timeout(Duration::from_millis(100), listener.accept()).await.is_err());
+    }
 }
