@@ -315,7 +315,10 @@ async fn restore_buckets(ctx: &Ctx, mut named: HashMap<String, u64>) -> Result<(
     }
     for (name, info) in restored {
         let known = |id: &str| ctx.config.s3_keys.iter().any(|(a, _)| a == id) || ctx.index.key_info(id).ok().flatten().is_some();
-        for id in info.owner.iter().chain(info.grants.keys()).filter(|id| !known(id)) {
+        let mut ids: Vec<&String> = info.owner.iter().chain(info.grants.keys()).collect();
+        ids.sort();
+        ids.dedup();
+        for id in ids.into_iter().filter(|id| !known(id)) {
             ctx.progress.act(Item::new("unknown key", None, None, format!("bucket {name} names key {id}, which this index does not hold (keys are not on the volumes: `mkv key import` it)")));
         }
         let index = ctx.index.clone();
