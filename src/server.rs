@@ -58,11 +58,15 @@ pub fn serve(store: Store, listener: std::net::TcpListener, s3_listener: Option<
         (Some(cert), Some(key)) => Some(tls::server_config(cert, key).map_err(std::io::Error::other)?),
         _ => None,
     };
-    let state = web::Data::new(AppState { store, s3_only_port, native });
     let mut server = HttpServer::new(move || {
-        let metrics = state.store.metrics.clone();
+        let metrics = store.metrics.clone();
+        // One volume client per worker: hyper runs a pooled connection on
+        // the runtime of the worker that opened it, and a graceful stop ends
+        // idle workers first, which would cut another worker's upload on a
+        // connection they shared.
+        let state = web::Data::new(AppState { store: store.for_worker(), s3_only_port, native: native.clone() });
         App::new()
-            .app_data(state.clone())
+            .app_data(state)
             .wrap_fn(move |req, srv| observe::request(req, srv, metrics.clone()))
             .default_service(web::to(dispatch))
     })

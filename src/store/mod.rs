@@ -123,6 +123,13 @@ impl Store {
         Store { index, volumes, locks: KeyLocks::default(), config, metrics, commits }
     }
 
+    /// The same store with a volume client (connection pool) of its own,
+    /// for one server worker.
+    pub fn for_worker(&self) -> Store {
+        let volumes = VolumeClient::new(self.config.voltimeout, self.config.io_timeout, self.metrics.clone());
+        Store { volumes, ..self.clone() }
+    }
+
     /// Where placement puts a key now.
     pub fn placement(&self, key: &[u8]) -> Vec<String> {
         key2volume(key, &self.config.volumes, self.config.replicas as usize, self.config.subvolumes)
