@@ -214,6 +214,12 @@ pub fn buckets_dir_url(volume: &str) -> String {
     format!("http://{volume}{BUCKETS_DIR}")
 }
 
+/// URL of a file that folder lists (`file`: its name as listed), spelled
+/// as [`bucket_url`] spells it.
+pub fn listed_bucket_url(volume: &str, file: &str) -> String {
+    format!("http://{volume}{BUCKETS_DIR}{}", utf8_percent_encode(file, NAME))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,6 +276,7 @@ mod tests {
         assert_eq!(meta_url("h:1/sv00", b"hello", GEN).unwrap(), format!("http://h:1/sv00/5d/41/aGVsbG8=.{GEN}.meta"));
         assert_eq!(bucket_url("h:1", "my-bucket.x"), "http://h:1/.mkv/buckets/my-bucket.x.json");
         assert_eq!(bucket_url("h:1", ".x"), "http://h:1/.mkv/buckets/~Lng.json");
+        assert_eq!(listed_bucket_url("h:1", "my-bucket.x.json"), bucket_url("h:1", "my-bucket.x"));
         assert_eq!(s3_names(b"/b/a/b"), ("b".into(), "a/b".into()));
     }
 

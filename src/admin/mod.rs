@@ -25,7 +25,7 @@ use percent_encoding::{percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::StatusCode;
 
 use crate::config::Config;
-use crate::describe::{buckets_dir_url, BucketFile};
+use crate::describe::{buckets_dir_url, listed_bucket_url, BucketFile};
 use crate::error::Error;
 use crate::index::{Index, IndexError, Record};
 use crate::volume::VolumeClient;
@@ -144,10 +144,9 @@ pub async fn replica_md5(client: &VolumeClient, url: &str) -> Result<(u64, Strin
 /// The bucket files on one volume (`describe`), each with its URL and its
 /// contents or why they are unreadable.
 pub async fn bucket_files(client: &VolumeClient, volume: &str) -> Result<Vec<(String, Result<BucketFile, String>)>, Error> {
-    let dir = buckets_dir_url(volume);
     let mut files = Vec::new();
-    for entry in client.list_dir(&dir).await?.iter().filter(|e| !e.is_dir()) {
-        let url = format!("{dir}{}", percent_encode(entry.name.as_bytes(), NON_ALPHANUMERIC));
+    for entry in client.list_dir(&buckets_dir_url(volume)).await?.iter().filter(|e| !e.is_dir()) {
+        let url = listed_bucket_url(volume, &entry.name);
         let file = match client.get_bytes(&url).await {
             Ok(Some(body)) => BucketFile::parse(&body).map_err(|e| e.to_string()),
             // Deleted since the listing.

@@ -138,12 +138,12 @@ async fn repair_key(ctx: &Ctx, mover: &Mover, key: &[u8], rec: &Record, checksum
     let mut changed = !checked.bad.is_empty();
     if !checked.problems.is_empty() {
         match mover.rebalance(&ctx.index, key, rec).await {
-            Ok(Some(_)) => {
+            Ok(Some(true)) => {
                 let now = ctx.index.get(key)?.map(|r| r.volumes.join(",")).unwrap_or_default();
                 ctx.progress.act(Item::key("restored", key, format!("replicas on {now}")));
                 changed = true;
             }
-            Ok(None) => {}
+            Ok(Some(false) | None) => {}
             Err(e) => {
                 fail(None, e);
                 return Ok(());
