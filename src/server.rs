@@ -88,6 +88,10 @@ fn bind(host: &str, port: u16) -> Result<std::net::TcpListener, String> {
 
 pub async fn run(config: Config) -> Result<(), String> {
     let store = open_store(&config)?;
+    // The LMDB environment stays open until the process ends: closing it
+    // while blocking-pool threads still hold reader slots makes their exit
+    // write into the unmapped reader table (a segfault seen at shutdown).
+    std::mem::forget(store.index.clone());
     let listener = bind(&config.bind, config.port)?;
     let s3_listener = config.s3_port.map(|p| bind(&config.bind, p)).transpose()?;
     let admin_listener = config.admin_port.map(|p| bind(&config.admin_bind, p)).transpose()?;
