@@ -141,21 +141,30 @@ pub async fn replica_md5(client: &VolumeClient, url: &str) -> Result<(u64, Strin
     Ok((size, hex::encode(md5.finalize())))
 }
 
-/// The bucket files on one volume (`describe`), each with its URL and its
-/// contents or why they are unreadable.
-pub async fn bucket_files(client: &VolumeClient, volume: &str) -> Result<Vec<(String, Result<BucketFile, String>)>, Error> {
+/// The bucket files on one volume (`describe`), each with its URL. A
+/// listing or file that cannot be read is reported as a failure.
+pub async fn bucket_files(ctx: &Ctx, volume: &str) -> Vec<(String, BucketFile)> {
+    let listing = match ctx.client.list_dir(&buckets_dir_url(volume)).await {
+        Ok(listing) => listing,
+        Err(e) => {
+            ctx.progress.fail(Item::new("bucket files", None, Some(volume), e));
+            return Vec::new();
+        }
+    };
     let mut files = Vec::new();
-    for entry in client.list_dir(&buckets_dir_url(volume)).await?.iter().filter(|e| !e.is_dir()) {
+    for entry in listing.iter().filter(|e| !e.is_dir()) {
         let url = listed_bucket_url(volume, &entry.name);
-        let file = match client.get_bytes(&url).await {
-            Ok(Some(body)) => BucketFile::parse(&body).map_err(|e| e.to_string()),
+        match ctx.client.get_bytes(&url).await {
+            Ok(Some(body)) => match BucketFile::parse(&body) {
+                Ok(file) => files.push((url, file)),
+                Err(e) => ctx.progress.fail(Item::file("bucket file", &url, e)),
+            },
             // Deleted since the listing.
-            Ok(None) => continue,
-            Err(e) => Err(e.to_string()),
-        };
-        files.push((url, file));
+            Ok(None) => {}
+            Err(e) => ctx.progress.fail(Item::file("bucket file", &url, e)),
+        }
     }
-    Ok(files)
+    files
 }
 
 /// Key bytes escaped for a native URL: only unreserved characters stay, and

@@ -289,20 +289,9 @@ async fn describe_values(ctx: &Ctx, concurrency: usize, walked: Walked) -> Resul
 async fn restore_buckets(ctx: &Ctx, mut named: HashMap<String, u64>) -> Result<(), AdminError> {
     let mut newest: BTreeMap<String, BucketFile> = BTreeMap::new();
     for volume in &ctx.config.volumes {
-        let files = match bucket_files(&ctx.client, volume).await {
-            Ok(files) => files,
-            Err(e) => {
-                ctx.progress.fail(Item::new("bucket files", None, Some(volume), e));
-                continue;
-            }
-        };
-        for (url, file) in files {
-            match file {
-                Ok(file) if newest.get(&file.name).is_none_or(|n| n.updated_us < file.updated_us) => {
-                    newest.insert(file.name.clone(), file);
-                }
-                Ok(_) => {}
-                Err(e) => ctx.progress.fail(Item::file("bucket file", &url, e)),
+        for (_, file) in bucket_files(ctx, volume).await {
+            if newest.get(&file.name).is_none_or(|n| n.updated_us < file.updated_us) {
+                newest.insert(file.name.clone(), file);
             }
         }
     }

@@ -214,21 +214,10 @@ pub async fn check_buckets(ctx: &Ctx) -> Result<Vec<(String, Vec<Item>)>, AdminE
             };
             problems(name, Item::file("bucket file", &url, format!("bucket {name}: {why}")));
         }
-        let files = match bucket_files(&ctx.client, volume).await {
-            Ok(files) => files,
-            Err(e) => {
-                ctx.progress.fail(Item::new("bucket files", None, Some(volume), e));
-                continue;
-            }
-        };
-        for (url, file) in files {
-            match file {
-                Ok(file) if !buckets.iter().any(|(n, _)| *n == file.name) => {
-                    let why = format!("bucket {} is not in the index (deleted while this volume was down?); `rebuild` would bring it back: delete the file if the bucket is gone", file.name);
-                    problems(&file.name, Item::file("bucket file", &url, why));
-                }
-                Ok(_) => {}
-                Err(e) => ctx.progress.fail(Item::file("bucket file", &url, e)),
+        for (url, file) in bucket_files(ctx, volume).await {
+            if !buckets.iter().any(|(n, _)| *n == file.name) {
+                let why = format!("bucket {} is not in the index (deleted while this volume was down?); `rebuild` would bring it back: delete the file if the bucket is gone", file.name);
+                problems(&file.name, Item::file("bucket file", &url, why));
             }
         }
     }
