@@ -540,3 +540,48 @@ def test_volumes_the_go_original_wrote_rebuild_as_before(mkv_go):
         for k, v in written.items():
             status, volumes, data = native_get(c, k)
             assert status == 302 and data == v and len(volumes) == 2, (k, status, volumes)
+
+
+def test_rebuild_keeps_the_value_committed_last_over_cut_and_overtaken_writes():
+    """Files of two other values beside a key's value, as a crash or a race
+    leaves them within the delete grace: a generation that started later
+    but has no metadata file (a write cut before its commit), and one that
+    started later still, with a metadata file whose commit time is earlier
+    (it lost the commit race). The rebuild keeps the value committed last
+    and reports the others."""
+    with temp_cluster() as c:
+        s3 = client(c)
+        s3.create_bucket(Bucket=DATA)
+        value = os.urandom(3 * KiB)
+        s3.put_object(Bucket=DATA, Key="k", Body=value, ContentType="text/x-kept", Metadata={"who": "kept"})
+        head = s3.head_object(Bucket=DATA, Key="k")
+        b64 = base64.b64encode(f"/{DATA}/k".encode()).decode()
+        metas = [p for _, d, _ in c.volumes for p in pathlib.Path(d).rglob(b64 + ".*.meta")]
+        assert len(metas) == 2, metas
+        for meta_path in metas:
+            kept = json.loads(meta_path.read_bytes())
+            start = int(kept["generation"][:16], 16)
+            folder, name = meta_path.parent, meta_path.name[: -len(".meta")]
+            base = name[: -len(kept["generation"]) - 1]
+            cut = f"{start + 1_000_000:016x}{'ab' * 8}"
+            (folder / f"{base}.{cut}").write_bytes(b"cut before its commit")
+            lost = f"{start + 2_000_000:016x}{'cd' * 8}"
+            loser = b"overtaken at its commit"
+            (folder / f"{base}.{lost}").write_bytes(loser)
+            described = {**kept, "generation": lost, "written_us": kept["written_us"] - 1, "size": len(loser),
+                         "md5": hashlib.md5(loser).hexdigest(), "etag": hashlib.md5(loser).hexdigest(),
+                         "headers": [["content-type", "text/x-lost"]]}
+            (folder / f"{base}.{lost}.meta").write_text(json.dumps(described))
+        stop_wipe(c)
+        code, report, out = rebuild(c)
+        assert code == 0, out
+        kinds = [a["kind"] for a in report["actions"]]
+        assert "committed last" in kinds and "older value left" in kinds, out
+        c.start_server()
+        after = s3.head_object(Bucket=DATA, Key="k")
+        assert (after["ETag"], after["ContentType"], after["Metadata"]) == (head["ETag"], "text/x-kept", {"who": "kept"})
+        assert s3.get_object(Bucket=DATA, Key="k")["Body"].read() == value
+        # The other values' files are orphans now: verify finds them.
+        r = c.admin("verify", "--orphans", "--min-orphan-age", "0s", "--json")
+        orphans = [f for f in json.loads(r.stdout.strip().splitlines()[-1])["failures"] if f["kind"] == "orphan"]
+        assert len(orphans) == 6, r.stdout
