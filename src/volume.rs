@@ -66,7 +66,7 @@ pub fn replica_url(target: &str, key: &[u8], gen: &str) -> String {
 }
 
 /// The set-up of mkv's outbound HTTP clients (volumes, `mkv bench`):
-/// keep-alive pool, no proxy, no redirects followed, Nagle off.
+/// keep-alive pool, no proxy, no redirects followed, no retry layer, Nagle off.
 pub fn client_builder(connect_timeout: Duration, max_idle_per_host: usize) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .no_proxy()
@@ -75,6 +75,11 @@ pub fn client_builder(connect_timeout: Duration, max_idle_per_host: usize) -> re
         .pool_max_idle_per_host(max_idle_per_host)
         .pool_idle_timeout(Duration::from_secs(60))
         .redirect(reqwest::redirect::Policy::none())
+        // reqwest retries HTTP/2 protocol refusals by default, copying every
+        // request (headers, extensions) first in case it must be sent again:
+        // useless over HTTP/1 (hyper's pool already retries a request that a
+        // reused connection closed before taking), a cost on every call.
+        .retry(reqwest::retry::never().max_retries_per_request(0))
 }
 
 impl VolumeClient {
