@@ -136,14 +136,16 @@ async fn repair_key(ctx: &Ctx, mover: &Mover, key: &[u8], rec: &Record, checksum
         ctx.progress.act(Item::replica("deleted bad replica", key, v, ""));
     }
     let mut changed = !checked.bad.is_empty();
-    if !checked.problems.is_empty() {
+    // Replica problems (each undescribed volume is one metadata problem);
+    // a move through the server cannot tell whether it copied anything.
+    if checked.problems.len() > checked.undescribed.len() {
         match mover.rebalance(&ctx.index, key, rec).await {
-            Ok(Some(true)) => {
+            Ok(Some(_)) => {
                 let now = ctx.index.get(key)?.map(|r| r.volumes.join(",")).unwrap_or_default();
                 ctx.progress.act(Item::key("restored", key, format!("replicas on {now}")));
                 changed = true;
             }
-            Ok(Some(false) | None) => {}
+            Ok(None) => {}
             Err(e) => {
                 fail(None, e);
                 return Ok(());
