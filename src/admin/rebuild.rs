@@ -16,9 +16,10 @@
 //! means reading every such value once).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use futures::stream::TryStreamExt;
+use futures::stream::{Stream, TryStreamExt};
 use tokio::sync::mpsc;
 
 use super::walk::{Entry, Found, Walker};
@@ -252,13 +253,9 @@ async fn describe_values(ctx: &Ctx, concurrency: usize, walked: Walked) -> Resul
                     }
                 }
             }
-        })
-        .try_buffer_unordered(concurrency)
-        .try_filter_map(|x| futures::future::ready(Ok(x)))
-        .try_chunks(BATCH)
-        .map_err(|e| AdminError::from(e.1));
+        });
     let buckets = Mutex::new(HashMap::<String, u64>::new());
-    described
+    in_batches(described, concurrency)
         .try_for_each(|chunk| {
             let mut names = buckets.lock().expect("buckets");
             for (_, (_, _, file)) in &chunk {
@@ -320,6 +317,15 @@ async fn restore_buckets(ctx: &Ctx, mut named: HashMap<String, u64>) -> Result<(
     Ok(())
 }
 
+/// Run per-key lookups `concurrency` at a time and pass on what they found
+/// (their `Some`s) in batches of at most `BATCH`, one transaction each.
+fn in_batches<T, F>(lookups: impl Stream<Item = Result<F, IndexError>>, concurrency: usize) -> impl Stream<Item = Result<Vec<T>, AdminError>>
+where
+    F: Future<Output = Result<Option<T>, IndexError>>,
+{
+    lookups.try_buffer_unordered(concurrency).try_filter_map(|x| futures::future::ready(Ok(x))).try_chunks(BATCH).map_err(|e| AdminError::from(e.1))
+}
+
 /// Read each key's value once (the first replica that serves it) and record
 /// its MD5, unless the record changed meanwhile.
 async fn record_hashes(ctx: &Ctx, concurrency: usize) -> Result<(), AdminError> {
@@ -337,12 +343,8 @@ async fn record_hashes(ctx: &Ctx, concurrency: usize) -> Result<(), AdminError> 
                 ctx.progress.fail(item);
             }
             Ok(None)
-        })
-        .try_buffer_unordered(concurrency)
-        .try_filter_map(|x| futures::future::ready(Ok(x)))
-        .try_chunks(BATCH)
-        .map_err(|e| AdminError::from(e.1));
-    hashed
+        });
+    in_batches(hashed, concurrency)
         .try_for_each(|chunk| async move {
             let index = ctx.index.clone();
             tokio::task::spawn_blocking(move || {
