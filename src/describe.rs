@@ -82,6 +82,15 @@ pub enum FormatError {
     Version(u32),
 }
 
+/// A file of this format, unless it says a newer version.
+fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8], version: impl Fn(&T) -> u32) -> Result<T, FormatError> {
+    let file: T = serde_json::from_slice(bytes)?;
+    match version(&file) {
+        v if v > VERSION => Err(FormatError::Version(v)),
+        _ => Ok(file),
+    }
+}
+
 /// Split an mkv key `/<bucket>/<key>` into the S3 bucket and object key.
 pub fn s3_names(key: &[u8]) -> (String, String) {
     let text = String::from_utf8_lossy(key);
@@ -114,11 +123,7 @@ impl ValueFile {
     }
 
     pub fn parse(bytes: &[u8]) -> Result<ValueFile, FormatError> {
-        let file: ValueFile = serde_json::from_slice(bytes)?;
-        match file.version {
-            v if v > VERSION => Err(FormatError::Version(v)),
-            _ => Ok(file),
-        }
+        parse(bytes, |f: &ValueFile| f.version)
     }
 
     pub fn to_json(&self) -> Vec<u8> {
@@ -183,11 +188,7 @@ pub struct BucketFile {
 
 impl BucketFile {
     pub fn parse(bytes: &[u8]) -> Result<BucketFile, FormatError> {
-        let file: BucketFile = serde_json::from_slice(bytes)?;
-        match file.version {
-            v if v > VERSION => Err(FormatError::Version(v)),
-            _ => Ok(file),
-        }
+        parse(bytes, |f: &BucketFile| f.version)
     }
 
     pub fn to_json(&self) -> Vec<u8> {
