@@ -249,11 +249,11 @@ impl VolumeClient {
     }
 
     /// PUT a small body held in memory (metadata and bucket files).
-    pub async fn put_bytes(&self, url: &str, body: Vec<u8>) -> Result<()> {
+    pub async fn put_bytes(&self, url: &str, body: Bytes) -> Result<()> {
         let (tx, rx) = mpsc::channel(1);
         let len = body.len() as u64;
         // The channel has room for the one chunk: this never waits.
-        let _ = tx.try_send(Ok(Bytes::from(body)));
+        let _ = tx.try_send(Ok(body));
         drop(tx);
         tokio::time::timeout(self.io_timeout, self.put_stream(url.to_string(), Some(len), rx))
             .await

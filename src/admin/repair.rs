@@ -15,7 +15,7 @@ use super::verify::{check_buckets, check_key, for_each_orphan, hidden_whole, Pro
 use super::{open_index, records, volume_client, AdminError, Ctx, Item, Progress, Report};
 use crate::config::{Config, RepairArgs};
 use crate::describe::{meta_url, ValueFile};
-use crate::store::describe::put_bucket_files;
+use crate::store::describe::{known_md5, put_bucket_files};
 use crate::index::{Deleted, Record};
 use crate::volume::replica_url;
 
@@ -180,16 +180,9 @@ async fn describe_again(ctx: &Ctx, key: &[u8], read: &[ValueFile]) -> Result<boo
     let (Some(rec), Some(meta)) = (ctx.index.get(key)?.filter(|r| r.is_live() && !r.gen.is_empty()), ctx.index.get_meta(key)?) else {
         return Ok(false);
     };
-    let md5 = match read.iter().find(|f| f.generation == rec.gen) {
-        _ if !rec.hash.is_empty() => rec.hash.clone(),
-        Some(file) => file.md5.clone(),
-        None => match meta.etag.as_ref().filter(|e| !e.contains('-')) {
-            Some(etag) => etag.clone(),
-            None => {
-                ctx.progress.fail(Item::key("metadata", key, "cannot describe the value: its MD5 is unknown (run `repair --checksums` first)"));
-                return Ok(false);
-            }
-        },
+    let Some(md5) = known_md5(&ctx.client, key, &rec, &meta, read).await else {
+        ctx.progress.fail(Item::key("metadata", key, "cannot describe the value: its MD5 is unknown (run `repair --checksums` first)"));
+        return Ok(false);
     };
     let written_us = read.iter().map(|f| f.written_us).find(|us| us / 1_000_000 == meta.mtime).unwrap_or(meta.mtime * 1_000_000);
     let file = ValueFile::new(key, &rec.gen, written_us, &md5, &meta);
@@ -205,7 +198,7 @@ async fn describe_again(ctx: &Ctx, key: &[u8], read: &[ValueFile]) -> Result<boo
             ctx.progress.fail(Item::key("metadata", key, "the key changed during the repair; run again"));
             return Ok(wrote);
         }
-        match ctx.client.put_bytes(&url, file.to_json()).await {
+        match ctx.client.put_bytes(&url, file.to_json().into()).await {
             Ok(()) => {
                 ctx.progress.act(Item::replica("described", key, v, "metadata file written from the index"));
                 wrote = true;

@@ -5,7 +5,7 @@
 //! belongs to a record that lists its volume and generation, or waits for
 //! the collector.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -193,32 +193,25 @@ pub async fn run(config: Config, args: VerifyArgs) -> Result<Report, AdminError>
 /// Compare every bucket's file on every volume with the index. Returns, per
 /// bucket name, what is wrong (a missing or different file; a file of a
 /// bucket the index does not hold, left for an operator to judge).
-pub async fn check_buckets(ctx: &Ctx) -> Result<Vec<(String, Vec<Item>)>, AdminError> {
-    let mut found: Vec<(String, Vec<Item>)> = Vec::new();
+pub async fn check_buckets(ctx: &Ctx) -> Result<BTreeMap<String, Vec<Item>>, AdminError> {
+    let mut found: BTreeMap<String, Vec<Item>> = BTreeMap::new();
     let buckets = ctx.index.buckets()?;
     for volume in &ctx.config.volumes {
-        let mut problems = |name: &str, item: Item| match found.iter_mut().find(|(n, _)| n == name) {
-            Some((_, items)) => items.push(item),
-            None => found.push((name.to_string(), vec![item])),
-        };
+        let mut problems = |name: &str, item: Item| found.entry(name.to_string()).or_default().push(item);
+        // One read of each file on the volume (unreadable ones are failures).
+        let mut files: HashMap<String, (String, BucketFile)> = bucket_files(ctx, volume).await.into_iter().map(|(url, f)| (f.name.clone(), (url, f))).collect();
         for (name, info) in &buckets {
-            let url = bucket_url(volume, name);
-            let why = match ctx.client.get_bytes(&url).await {
-                Ok(Some(body)) => match BucketFile::parse(&body) {
-                    Ok(file) if file.name == *name && file.info == *info => continue,
-                    Ok(_) => "differs from the index; `repair` rewrites it".to_string(),
-                    Err(e) => format!("unreadable ({e}); `repair` rewrites it"),
-                },
-                Ok(None) => "missing; `repair` writes it".into(),
-                Err(e) => e.to_string(),
+            let (url, why) = match files.remove(name) {
+                Some((_, file)) if file.info == *info => continue,
+                Some((url, _)) => (url, "differs from the index; `repair` rewrites it"),
+                None => (bucket_url(volume, name), "missing; `repair` writes it"),
             };
             problems(name, Item::file("bucket file", &url, format!("bucket {name}: {why}")));
         }
-        for (url, file) in bucket_files(ctx, volume).await {
-            if !buckets.iter().any(|(n, _)| *n == file.name) {
-                let why = format!("bucket {} is not in the index (deleted while this volume was down?); `rebuild` would bring it back: delete the file if the bucket is gone", file.name);
-                problems(&file.name, Item::file("bucket file", &url, why));
-            }
+        // What is left names buckets the index does not hold.
+        for (name, (url, _)) in files {
+            let why = format!("bucket {name} is not in the index (deleted while this volume was down?); `rebuild` would bring it back: delete the file if the bucket is gone");
+            problems(&name, Item::file("bucket file", &url, why));
         }
     }
     Ok(found)

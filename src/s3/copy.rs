@@ -22,7 +22,7 @@ use super::xml::CopyObjectResult;
 use super::{mkv_key, Ctx};
 use crate::error::Error;
 use crate::index::{HeaderBytes, ObjectMeta, Record};
-use crate::store::describe::now_us;
+use crate::store::describe::{known_md5, now_us};
 use crate::store::now_secs;
 use crate::urlenc::percent_decode;
 
@@ -271,7 +271,7 @@ async fn replace_metadata_in_place(ctx: &Ctx<'_>, headers: Vec<(String, HeaderBy
     // The metadata files are replaced whole (nginx renames a complete file
     // over the old one) before the index: a crash between leaves them newer
     // than the index, which `verify` reports and `repair` rewrites.
-    let md5 = store.known_md5(&key, &record, &new).await;
+    let md5 = known_md5(&store.volumes, &key, &record, &new, &[]).await.unwrap_or_default();
     store.describe_value(&key, &record, &md5, &new, written_us).await.map_err(|e| S3Error::from_store(e, ctx.key()))?;
     let (k, rec, stored) = (key.clone(), record.clone(), new.clone());
     // Admin processes do not take our locks: compare-and-swap the record.

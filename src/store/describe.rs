@@ -4,6 +4,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
+
 use super::Store;
 use crate::describe::{bucket_url, meta_url, BucketFile, ValueFile, VERSION};
 use crate::error::{Error, Result};
@@ -18,7 +20,7 @@ pub fn now_us() -> u64 {
 /// Write a value's metadata file to every volume of its record (at once);
 /// the first failure is the answer.
 pub async fn put_value_files(client: &VolumeClient, key: &[u8], rec: &Record, file: &ValueFile) -> Result<()> {
-    let body = file.to_json();
+    let body = Bytes::from(file.to_json());
     let puts = rec.volumes.iter().filter_map(|v| meta_url(v, key, &rec.gen)).map(|url| {
         let body = body.clone();
         async move { client.put_bytes(&url, body).await }
@@ -29,7 +31,7 @@ pub async fn put_value_files(client: &VolumeClient, key: &[u8], rec: &Record, fi
 /// Write (or, for a bucket that is gone, delete) a bucket's file on every
 /// volume. Returns the volumes that failed, with why.
 pub async fn put_bucket_files(client: &VolumeClient, volumes: &[String], name: &str, info: Option<&BucketInfo>) -> Vec<(String, Error)> {
-    let body = info.map(|info| BucketFile { version: VERSION, name: name.to_string(), updated_us: now_us(), info: info.clone() }.to_json());
+    let body = info.map(|info| Bytes::from(BucketFile { version: VERSION, name: name.to_string(), updated_us: now_us(), info: info.clone() }.to_json()));
     let calls = volumes.iter().map(|v| {
         let body = body.clone();
         async move {
@@ -44,6 +46,30 @@ pub async fn put_bucket_files(client: &VolumeClient, volumes: &[String], name: &
     futures::future::join_all(calls).await.into_iter().flatten().collect()
 }
 
+/// The MD5 of a live value: the record's, else the ETag of a single-part
+/// value, else what a metadata file of its generation says (`read`: files
+/// the caller has, then its volumes'); `None` if nothing knows it (a
+/// multipart value without `--md5sum` and without metadata file).
+pub async fn known_md5(client: &VolumeClient, key: &[u8], rec: &Record, meta: &ObjectMeta, read: &[ValueFile]) -> Option<String> {
+    if !rec.hash.is_empty() {
+        return Some(rec.hash.clone());
+    }
+    if let Some(etag) = meta.etag.as_ref().filter(|e| !e.contains('-')) {
+        return Some(etag.clone());
+    }
+    if let Some(file) = read.iter().find(|f| f.generation == rec.gen) {
+        return Some(file.md5.clone());
+    }
+    for url in rec.volumes.iter().filter_map(|v| meta_url(v, key, &rec.gen)) {
+        if let Ok(Some(body)) = client.get_bytes(&url).await {
+            if let Ok(file) = ValueFile::parse(&body) {
+                return Some(file.md5);
+            }
+        }
+    }
+    None
+}
+
 impl Store {
     /// Describe a value on its volumes as the record and metadata say, at
     /// `written_us`. The caller holds the key's lock.
@@ -51,36 +77,19 @@ impl Store {
         put_value_files(&self.volumes, key, rec, &ValueFile::new(key, &rec.gen, written_us, md5, meta)).await
     }
 
-    /// The MD5 of a live value: the record's, else the ETag of a single-part
-    /// value, else what its metadata file says (a multipart value without
-    /// `--md5sum`); empty if nothing knows it.
-    pub async fn known_md5(&self, key: &[u8], rec: &Record, meta: &ObjectMeta) -> String {
-        if !rec.hash.is_empty() {
-            return rec.hash.clone();
-        }
-        if let Some(etag) = meta.etag.as_ref().filter(|e| !e.contains('-')) {
-            return etag.clone();
-        }
-        for url in rec.volumes.iter().filter_map(|v| meta_url(v, key, &rec.gen)) {
-            if let Ok(Some(body)) = self.volumes.get_bytes(&url).await {
-                if let Ok(file) = ValueFile::parse(&body) {
-                    return file.md5;
-                }
-            }
-        }
-        String::new()
-    }
-
     /// Bring a bucket's files on the volumes in line with the index (after
     /// any change to it). Failures are logged: the index has the change,
     /// start-up and `mkv repair` write the files again, `mkv verify` finds
     /// those that differ.
     pub async fn describe_bucket(&self, name: &str) {
-        let info = match self.index.bucket(name) {
-            Ok(info) => info,
-            Err(e) => return tracing::warn!("bucket {name}: not described on the volumes: {e}"),
-        };
-        for (volume, e) in put_bucket_files(&self.volumes, &self.config.volumes, name, info.as_ref()).await {
+        match self.index.bucket(name) {
+            Ok(info) => self.put_bucket(name, info.as_ref()).await,
+            Err(e) => tracing::warn!("bucket {name}: not described on the volumes: {e}"),
+        }
+    }
+
+    async fn put_bucket(&self, name: &str, info: Option<&BucketInfo>) {
+        for (volume, e) in put_bucket_files(&self.volumes, &self.config.volumes, name, info).await {
             tracing::warn!("bucket {name}: its file on {volume} is not up to date ({e}); `mkv repair` rewrites it");
         }
     }
@@ -90,8 +99,8 @@ impl Store {
     /// index started empty by mistake must not erase what `rebuild` needs.
     pub async fn describe_buckets(&self) -> Result<usize> {
         let buckets = self.index.buckets().map_err(Error::from)?;
-        for (name, _) in &buckets {
-            self.describe_bucket(name).await;
+        for (name, info) in &buckets {
+            self.put_bucket(name, Some(info)).await;
         }
         Ok(buckets.len())
     }
