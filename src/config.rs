@@ -261,6 +261,25 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 1s, 500ms, 2m)"))
 }
 
+/// When index commits reach the disk (`--index-sync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexSync {
+    /// fsync at every commit, before its writers are answered.
+    Commit,
+    /// fsync every this long; commits are answered from the page cache.
+    Every(Duration),
+}
+
+fn parse_index_sync(s: &str) -> Result<IndexSync, String> {
+    if s == "commit" {
+        return Ok(IndexSync::Commit);
+    }
+    match parse_duration(s) {
+        Ok(d) if !d.is_zero() => Ok(IndexSync::Every(d)),
+        _ => Err(format!("{s:?}: expected `commit` or a period such as 1s or 200ms")),
+    }
+}
+
 /// What unsigned native requests may do (`--native`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum NativeMode {
@@ -310,6 +329,14 @@ pub struct Config {
     /// Largest size the index may grow to, in GiB (address space, not disk).
     #[arg(long, global = true, env = "MKV_DB_MAP_GIB", default_value_t = 256)]
     pub db_map_gib: usize,
+    /// When index commits reach the disk: `commit` (each commit is fsynced
+    /// before its writers are answered), or a period such as `1s` (commits
+    /// are answered once the OS holds them, which survives a crash of the
+    /// process, and fsynced every period: a power loss can lose that much
+    /// and may leave an index `mkv rebuild` has to replace; see
+    /// docs/operations.md).
+    #[arg(long, global = true, env = "MKV_INDEX_SYNC", default_value = "commit", value_parser = parse_index_sync)]
+    pub index_sync: IndexSync,
     /// Copies of each value.
     #[arg(long, global = true, env = "MKV_REPLICAS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     pub replicas: u32,
@@ -531,6 +558,16 @@ mod tests {
 
     fn p(s: &str) -> Cli {
         parse(s.split_whitespace().map(String::from)).unwrap()
+    }
+
+    #[test]
+    fn index_sync_is_commit_or_a_period() {
+        assert_eq!(p("mkv server").config.index_sync, IndexSync::Commit);
+        assert_eq!(p("mkv --index-sync 250ms server").config.index_sync, IndexSync::Every(Duration::from_millis(250)));
+        assert_eq!(p("mkv --index-sync commit server").config.index_sync, IndexSync::Commit);
+        for bad in ["0s", "never", ""] {
+            assert!(parse(["mkv", "--index-sync", bad, "server"].map(String::from)).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 
 use crate::access::{Native, NativeAccess};
-use crate::config::Config;
+use crate::config::{Config, IndexSync};
 use crate::index::Index;
 use crate::monitor;
 use crate::native;
@@ -27,7 +27,8 @@ pub struct AppState {
 pub fn open_store(config: &Config) -> Result<Store, String> {
     config.check_volumes()?;
     let db = config.db_path()?;
-    let index = Index::open(db, config.db_map_gib << 30).map_err(|e| format!("{}: {e}", db.display()))?;
+    let synced = config.index_sync == IndexSync::Commit;
+    let index = Index::open_with(db, config.db_map_gib << 30, synced).map_err(|e| format!("{}: {e}", db.display()))?;
     Ok(Store::new(index, Arc::new(config.clone())))
 }
 
@@ -91,7 +92,8 @@ pub async fn run(config: Config) -> Result<(), String> {
     // The LMDB environment stays open until the process ends: closing it
     // while blocking-pool threads still hold reader slots makes their exit
     // write into the unmapped reader table (a segfault seen at shutdown).
-    std::mem::forget(store.index.clone());
+    let index = store.index.clone();
+    std::mem::forget(index.clone());
     let listener = bind(&config.bind, config.port)?;
     let s3_listener = config.s3_port.map(|p| bind(&config.bind, p)).transpose()?;
     let admin_listener = config.admin_port.map(|p| bind(&config.admin_bind, p)).transpose()?;
@@ -124,6 +126,10 @@ pub async fn run(config: Config) -> Result<(), String> {
     // The admin listener answers (/ready: 503) until the drain ends.
     if let Some(h) = admin_handle {
         h.stop(false).await;
+    }
+    // With --index-sync PERIOD, what the last period committed.
+    if let Err(e) = index.sync() {
+        tracing::error!("index fsync at stop: {e}");
     }
     eprintln!("mkv: stopped");
     served
@@ -174,12 +180,16 @@ fn startup_line(config: &Config, index_keys: usize) -> String {
     };
     let admin = config.admin_port.map_or("off (no --admin-port)".to_string(), |p| format!("/metrics, /health, /ready on {}:{p}", config.admin_bind));
     format!(
-        "listening on {}:{}{}, {} volumes, {} replicas; native API: {}; S3: {s3}; admin: {admin}",
+        "listening on {}:{}{}, {} volumes, {} replicas; index: {}; native API: {}; S3: {s3}; admin: {admin}",
         config.bind,
         config.port,
         if config.tls_cert.is_some() { " (TLS)" } else { "" },
         config.volumes.len(),
         config.replicas,
+        match config.index_sync {
+            IndexSync::Commit => "fsync at every commit".to_string(),
+            IndexSync::Every(p) => format!("fsync every {} (a power loss can lose that much)", humantime::format_duration(p)),
+        },
         NativeAccess::from_config(config).describe(config.s3_keys.len() + index_keys > 0)
     )
 }

@@ -186,14 +186,28 @@ pub enum Scan {
 }
 
 impl Index {
+    /// Open (or create) with every commit fsynced before it returns.
     pub fn open(path: &Path, map_size: usize) -> Result<Index, IndexError> {
+        Index::open_with(path, map_size, true)
+    }
+
+    /// `sync_commits: false`: commits return once written to the OS (they
+    /// survive a crash of the process, not a power loss) until [`Index::sync`].
+    pub fn open_with(path: &Path, map_size: usize, sync_commits: bool) -> Result<Index, IndexError> {
         // The index holds S3 metadata (and, later, keys): private to its owner.
         std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
             .create(path)
             .map_err(|e| IndexError::Create(path.display().to_string(), e))?;
         // SAFETY: the environment is opened once per process; LMDB's own lock
         // file makes concurrent use by other processes (admin commands) safe.
-        let env = unsafe { EnvOpenOptions::new().map_size(map_size).max_dbs(16).open(path)? };
+        let mut options = EnvOpenOptions::new();
+        options.map_size(map_size).max_dbs(16);
+        if !sync_commits {
+            // SAFETY: a flag of this process's handle only; the caller calls
+            // `sync` for durability.
+            unsafe { options.flags(heed::EnvFlags::NO_SYNC) };
+        }
+        let env = unsafe { options.open(path)? };
         let mut wtxn = env.write_txn()?;
         let keys = env.create_database(&mut wtxn, Some("keys"))?;
         let meta = env.create_database(&mut wtxn, Some("meta"))?;
@@ -207,6 +221,12 @@ impl Index {
         wtxn.commit()?;
         let max_key = env.max_key_size();
         Ok(Index { env, max_key, keys, meta, buckets, uploads, parts, completed, writes, gc, s3keys })
+    }
+
+    /// fsync what commits wrote (needed only when opened without
+    /// `sync_commits`).
+    pub fn sync(&self) -> Result<(), IndexError> {
+        Ok(self.env.force_sync()?)
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Record>, IndexError> {

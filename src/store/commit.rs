@@ -1,11 +1,16 @@
 //! Group commit: index writes of concurrent requests share one LMDB write
 //! transaction, so one commit (one fsync) covers all of them. A caller is
-//! answered only once the commit holding its write is durable, as with a
-//! transaction of its own. Writes run on a thread of their own, never on
+//! answered only once the commit holding its write is durable as
+//! `--index-sync` defines it: fsynced (`commit`), or written to the OS and
+//! fsynced within the period. Writes run on a thread of their own, never on
 //! the async runtime.
 
-use tokio::sync::{mpsc, oneshot};
+use std::sync::mpsc;
+use std::time::Instant;
 
+use tokio::sync::oneshot;
+
+use crate::config::IndexSync;
 use crate::error::{Error, Result};
 use crate::index::{Index, IndexError, Write};
 
@@ -16,35 +21,46 @@ type Job = (Write, oneshot::Sender<std::result::Result<(), IndexError>>);
 
 #[derive(Clone)]
 pub struct Committer {
-    tx: mpsc::UnboundedSender<Job>,
+    tx: mpsc::Sender<Job>,
 }
 
 impl Committer {
     /// Start the committing thread; it ends when the last clone is dropped.
-    pub fn start(index: Index) -> Committer {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
+    /// With `IndexSync::Every(p)` (an index opened without synced commits)
+    /// it also fsyncs the index every `p`, and once more at its end.
+    pub fn start(index: Index, sync: IndexSync) -> Committer {
+        let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("mkv-index-commit".into())
             .spawn(move || {
-                while let Some(first) = rx.blocking_recv() {
-                    let mut jobs = vec![first];
-                    while jobs.len() < MAX_BATCH {
-                        match rx.try_recv() {
-                            Ok(job) => jobs.push(job),
-                            Err(_) => break,
+                let period = match sync {
+                    IndexSync::Commit => None,
+                    IndexSync::Every(p) => Some(p),
+                };
+                let mut synced = Instant::now();
+                loop {
+                    let first = match period {
+                        None => rx.recv().ok(),
+                        Some(p) => match rx.recv_timeout(p.saturating_sub(synced.elapsed())) {
+                            Ok(job) => Some(job),
+                            Err(mpsc::RecvTimeoutError::Timeout) => None,
+                            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                        },
+                    };
+                    if let Some(first) = first {
+                        commit_batch(&index, first, &rx);
+                    } else if period.is_none() {
+                        break;
+                    }
+                    if let Some(p) = period {
+                        if synced.elapsed() >= p {
+                            sync_now(&index);
+                            synced = Instant::now();
                         }
                     }
-                    let (writes, replies): (Vec<Write>, Vec<_>) = jobs.into_iter().unzip();
-                    if index.apply(&writes).is_ok() {
-                        for reply in replies {
-                            let _ = reply.send(Ok(()));
-                        }
-                        continue;
-                    }
-                    // One bad write must not fail the others: each alone.
-                    for (w, reply) in writes.into_iter().zip(replies) {
-                        let _ = reply.send(index.apply(std::slice::from_ref(&w)));
-                    }
+                }
+                if period.is_some() {
+                    sync_now(&index);
                 }
             })
             .expect("start the index commit thread");
@@ -66,6 +82,34 @@ impl Committer {
     }
 }
 
+/// `first` and whatever else is queued (up to `MAX_BATCH`) in one commit.
+fn commit_batch(index: &Index, first: Job, rx: &mpsc::Receiver<Job>) {
+    let mut jobs = vec![first];
+    while jobs.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(job) => jobs.push(job),
+            Err(_) => break,
+        }
+    }
+    let (writes, replies): (Vec<Write>, Vec<_>) = jobs.into_iter().unzip();
+    if index.apply(&writes).is_ok() {
+        for reply in replies {
+            let _ = reply.send(Ok(()));
+        }
+        return;
+    }
+    // One bad write must not fail the others: each alone.
+    for (w, reply) in writes.into_iter().zip(replies) {
+        let _ = reply.send(index.apply(std::slice::from_ref(&w)));
+    }
+}
+
+fn sync_now(index: &Index) {
+    if let Err(e) = index.sync() {
+        tracing::error!("index fsync failed: {e}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,7 +119,7 @@ mod tests {
     async fn concurrent_writes_all_land() {
         let dir = tempfile::tempdir().unwrap();
         let index = Index::open(dir.path(), 1 << 26).unwrap();
-        let c = Committer::start(index.clone());
+        let c = Committer::start(index.clone(), IndexSync::Commit);
         let rec = Record { volumes: vec!["v".into()], deleted: Deleted::No, hash: String::new(), gen: String::new() };
         let writes = (0..100u32).map(|i| c.write(Write::Put(format!("/k{i}").into_bytes(), rec.clone(), None)));
         for r in futures::future::join_all(writes).await {
@@ -90,5 +134,20 @@ mod tests {
         assert!(bad.is_err());
         good.unwrap();
         assert!(index.get(b"/ok").unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_periodically_synced_index_takes_writes_and_syncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open_with(dir.path(), 1 << 26, false).unwrap();
+        let c = Committer::start(index.clone(), IndexSync::Every(std::time::Duration::from_millis(20)));
+        let rec = Record { volumes: vec!["v".into()], deleted: Deleted::No, hash: String::new(), gen: String::new() };
+        for i in 0..5u32 {
+            c.write(Write::Put(format!("/k{i}").into_bytes(), rec.clone(), None)).await.unwrap();
+            // Across several sync periods: the thread keeps committing between them.
+            tokio::time::sleep(std::time::Duration::from_millis(15)).await;
+        }
+        assert_eq!(index.len().unwrap(), 5);
+        index.sync().unwrap();
     }
 }

@@ -119,7 +119,7 @@ impl Store {
     pub fn new(index: Index, config: Arc<Config>) -> Store {
         let metrics = Arc::new(Metrics::new(&config.volumes));
         let volumes = VolumeClient::new(config.voltimeout, config.io_timeout, metrics.clone());
-        let commits = Committer::start(index.clone());
+        let commits = Committer::start(index.clone(), config.index_sync);
         Store { index, volumes, locks: KeyLocks::default(), config, metrics, commits }
     }
 
