@@ -24,7 +24,7 @@ const CHANGED: &str = "the key changed during the move (a concurrent write or de
 pub enum Mover {
     /// In this process: the server must be stopped, or not writing these
     /// keys (see docs/operations.md).
-    Direct(Store),
+    Direct(Box<Store>),
     Server(ServerClient),
 }
 
@@ -32,7 +32,7 @@ impl Mover {
     pub async fn new(server: Option<&str>, index: &Index, config: &Config) -> Result<Mover, AdminError> {
         Ok(match server {
             Some(addr) => Mover::Server(ServerClient::connect(addr, config).await?),
-            None => Mover::Direct(Store::new(index.clone(), Arc::new(config.clone()))),
+            None => Mover::Direct(Box::new(Store::new(index.clone(), Arc::new(config.clone())))),
         })
     }
 
