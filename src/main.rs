@@ -21,7 +21,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logs(&cli.config);
+    // Held to the end of main: dropping it writes the lines still queued.
+    let _logs = init_logs(&cli.config);
     let json = cli.command.json();
     let admin = match cli.command {
         Command::Server => {
@@ -51,17 +52,32 @@ fn main() -> ExitCode {
 
 /// Warnings and the request log (target `mkv::request`) by default, info
 /// everywhere with -v; MKV_LOG, else RUST_LOG, overrides both.
-fn init_logs(config: &config::Config) {
+///
+/// Lines go to stderr from a thread of their own, gathered while it writes:
+/// one `write(2)` per request line from the request's own thread cost more
+/// than everything else a missing-key GET does (docs/benchmarks.md). When the
+/// queue is full, a request's thread waits for room (nothing is dropped; the
+/// queue bounds the memory).
+fn init_logs(config: &config::Config) -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::EnvFilter;
     let default = if config.verbose { "info" } else { "warn,mkv::request=info" };
     let filter = EnvFilter::try_from_env("MKV_LOG").or_else(|_| EnvFilter::try_from_default_env()).unwrap_or_else(|_| default.into());
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(LOG_LINES_QUEUED)
+        .thread_name("mkv-log")
+        .finish(std::io::BufWriter::with_capacity(64 << 10, std::io::stderr()));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(ansi);
     match config.log_format {
-        config::LogFormat::Text => logs.init(),
+        config::LogFormat::Text => logs.event_format(mkv::observe::TextFormat::default()).init(),
         config::LogFormat::Json => logs.json().init(),
     }
+    guard
 }
+
+/// Log lines waiting for the log thread at most (a few MiB).
+const LOG_LINES_QUEUED: usize = 16_384;
 
 fn fail(e: impl std::fmt::Display) -> ExitCode {
     eprintln!("mkv: {e}");

@@ -36,6 +36,8 @@ struct Exchange {
     status: u16,
     bytes_in: Arc<AtomicU64>,
     bytes_out: u64,
+    /// `--log-format json`: the request log's fields as JSON fields.
+    json_log: bool,
 }
 
 impl Drop for Exchange {
@@ -50,23 +52,118 @@ impl Drop for Exchange {
             None => ("native", native_op(method), None),
         };
         self.metrics.request_done(api, operation, self.status, bytes_in, self.bytes_out, took);
-        let ms = (took.as_secs_f64() * 1e6).round() / 1e3;
-        // Fields are evaluated only when the request log is on.
+        if !tracing::enabled!(target: "mkv::request", tracing::Level::INFO) {
+            return;
+        }
+        let line = RequestLine {
+            request_id: self.request_id.take().unwrap_or_else(s3::new_request_id),
+            peer: Peer(self.request.peer_addr()),
+            api,
+            operation,
+            bucket: bucket.as_deref().unwrap_or("-"),
+            method,
+            // Presigned credentials redacted.
+            uri: s3::loggable_uri(self.request.uri()),
+            status: self.status,
+            bytes_in,
+            bytes_out: self.bytes_out,
+            duration_ms: (took.as_secs_f64() * 1e6).round() / 1e3,
+        };
+        if !self.json_log {
+            // One message, in the form the fields would print as (see
+            // `TextFormat`).
+            tracing::info!(target: "mkv::request", "{line}");
+            return;
+        }
         tracing::info!(
             target: "mkv::request",
-            request_id = %self.request_id.take().unwrap_or_else(s3::new_request_id),
-            peer = %Peer(self.request.peer_addr()),
-            api = %api,
-            operation = %operation,
-            bucket = %bucket.as_deref().unwrap_or("-"),
-            method = %method,
-            // Presigned credentials redacted.
-            uri = %s3::loggable_uri(self.request.uri()),
-            status = self.status,
-            bytes_in,
-            bytes_out = self.bytes_out,
-            duration_ms = ms,
+            request_id = %line.request_id,
+            peer = %line.peer,
+            api = %line.api,
+            operation = %line.operation,
+            bucket = %line.bucket,
+            method = %line.method,
+            uri = %line.uri,
+            status = line.status,
+            bytes_in = line.bytes_in,
+            bytes_out = line.bytes_out,
+            duration_ms = line.duration_ms,
         );
+    }
+}
+
+/// The fields of one request log line.
+struct RequestLine<'a> {
+    request_id: String,
+    peer: Peer,
+    api: &'a str,
+    operation: &'a str,
+    bucket: &'a str,
+    method: &'a str,
+    uri: String,
+    status: u16,
+    bytes_in: u64,
+    bytes_out: u64,
+    duration_ms: f64,
+}
+
+/// As the fields print in text logs: `name=value`, space separated.
+impl std::fmt::Display for RequestLine<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "request_id={} peer={} api={} operation={} bucket={} method={} uri={} status={} bytes_in={} bytes_out={} duration_ms={}",
+            self.request_id,
+            self.peer,
+            self.api,
+            self.operation,
+            self.bucket,
+            self.method,
+            self.uri,
+            self.status,
+            self.bytes_in,
+            self.bytes_out,
+            self.duration_ms
+        )
+    }
+}
+
+/// Text log lines as tracing's default format writes them, but a request
+/// line's message is written as it is formatted: the default format visits
+/// a dozen fields one by one and escapes a message character by character,
+/// which cost as much as the rest of a missing-key GET (docs/benchmarks.md).
+/// A request line needs no escaping: http parsing refuses control
+/// characters in URIs, and the other fields are ours.
+#[derive(Default)]
+pub struct TextFormat {
+    others: tracing_subscriber::fmt::format::Format,
+}
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for TextFormat
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        use tracing_subscriber::fmt::time::FormatTime;
+        if event.metadata().target() != "mkv::request" {
+            return self.others.format_event(ctx, writer, event);
+        }
+        tracing_subscriber::fmt::time::SystemTime.format_time(&mut writer)?;
+        writer.write_str("  INFO mkv::request: ")?;
+        let mut written = Ok(());
+        event.record(&mut |field: &tracing::field::Field, value: &dyn std::fmt::Debug| {
+            if field.name() == "message" {
+                written = write!(writer, "{value:?}");
+            }
+        });
+        written?;
+        writer.write_char('\n')
     }
 }
 
@@ -88,7 +185,7 @@ fn native_op(method: &str) -> &'static str {
 
 /// The middleware (`App::wrap_fn`): counts the bytes of the request body as
 /// the handler reads them, and those of the response body as they are sent.
-pub fn request<S>(mut req: ServiceRequest, srv: &S, metrics: Arc<Metrics>) -> impl Future<Output = Result<ServiceResponse<Observed>, Error>> + 'static
+pub fn request<S>(mut req: ServiceRequest, srv: &S, metrics: Arc<Metrics>, json_log: bool) -> impl Future<Output = Result<ServiceResponse<Observed>, Error>> + 'static
 where
     S: Service<ServiceRequest, Response = ServiceResponse<BoxBody>, Error = Error>,
     S::Future: 'static,
@@ -112,6 +209,7 @@ where
         status: 499,
         bytes_in,
         bytes_out: 0,
+        json_log,
     };
     let answer = srv.call(req);
     async move {
@@ -160,6 +258,28 @@ impl MessageBody for Observed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_text_request_line_is_the_fields_as_tracing_prints_them() {
+        let line = RequestLine {
+            request_id: "FBD7D86D1B8C9103".into(),
+            peer: Peer(Some("127.0.0.1:50980".parse().unwrap())),
+            api: "native",
+            operation: "PUT",
+            bucket: "-",
+            method: "PUT",
+            uri: "/k".into(),
+            status: 201,
+            bytes_in: 2,
+            bytes_out: 0,
+            duration_ms: 5.368,
+        };
+        assert_eq!(
+            line.to_string(),
+            "request_id=FBD7D86D1B8C9103 peer=127.0.0.1:50980 api=native operation=PUT bucket=- method=PUT uri=/k status=201 bytes_in=2 bytes_out=0 duration_ms=5.368"
+        );
+        assert!(Peer(None).to_string() == "-");
+    }
 
     #[test]
     fn native_operations_are_a_bounded_set() {

@@ -61,6 +61,7 @@ pub fn serve(store: Store, listener: std::net::TcpListener, s3_listener: Option<
     };
     let mut server = HttpServer::new(move || {
         let metrics = store.metrics.clone();
+        let json_log = store.config.log_format == crate::config::LogFormat::Json;
         // One volume client per worker: hyper runs a pooled connection on
         // the runtime of the worker that opened it, and a graceful stop ends
         // idle workers first, which would cut another worker's upload on a
@@ -68,7 +69,7 @@ pub fn serve(store: Store, listener: std::net::TcpListener, s3_listener: Option<
         let state = web::Data::new(AppState { store: store.for_worker(), s3_only_port, native: native.clone() });
         App::new()
             .app_data(state)
-            .wrap_fn(move |req, srv| observe::request(req, srv, metrics.clone()))
+            .wrap_fn(move |req, srv| observe::request(req, srv, metrics.clone(), json_log))
             .default_service(web::to(dispatch))
     })
     .disable_signals()
