@@ -2,11 +2,6 @@ use std::process::ExitCode;
 
 use mkv::config::{self, Command};
 
-// Allocation-heavy request paths (headers, URLs, small buffers) spend less
-// time in mimalloc than in glibc's malloc (docs/benchmarks.md).
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = match config::parse(std::env::args()) {
         Ok(c) => c,
