@@ -364,6 +364,11 @@ pub struct Config {
     /// transfer before the request fails.
     #[arg(long, global = true, env = "MKV_IO_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub io_timeout: Duration,
+    /// Most bytes of request bodies held in memory at once, in MiB, across
+    /// all writes (read from clients, not yet taken by every volume); a
+    /// write waits for room. Bounds the memory of many concurrent uploads.
+    #[arg(long, global = true, env = "MKV_WRITE_BUFFER_MIB", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub write_buffer_mib: u64,
     /// S3 credentials, ACCESS:SECRET; repeatable, or comma separated in
     /// MKV_S3_KEYS. Without any, the S3 gateway is off.
     #[arg(long = "s3-key", global = true, env = "MKV_S3_KEYS", value_delimiter = ',', value_parser = parse_s3_key)]

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use futures::Stream;
 use md5::{Digest, Md5};
 use rand::seq::SliceRandom;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
 use crate::describe::meta_url;
@@ -35,6 +36,45 @@ pub struct Store {
     /// The server's metrics (volume calls are counted in `volumes`).
     pub metrics: Arc<Metrics>,
     commits: Committer,
+    /// Bytes of request bodies in memory (`--write-buffer-mib`), held by
+    /// each chunk until every replica dropped it.
+    body_memory: BodyMemory,
+}
+
+/// Memory for request bodies on their way to the volumes
+/// (`--write-buffer-mib`): one permit per byte.
+#[derive(Clone)]
+struct BodyMemory {
+    permits: Arc<Semaphore>,
+    total: u32,
+}
+
+impl BodyMemory {
+    fn new(mib: u64) -> BodyMemory {
+        let total = u32::try_from(mib << 20).unwrap_or(u32::MAX);
+        BodyMemory { permits: Arc::new(Semaphore::new(total as usize)), total }
+    }
+
+    /// The chunk, once the memory it takes is free: a copy-free view that
+    /// gives the memory back when the last replica's PUT (or HTTP client
+    /// queue) drops it. A chunk larger than all the memory waits for all.
+    async fn take(&self, chunk: Bytes) -> Result<Bytes> {
+        let want = u32::try_from(chunk.len()).unwrap_or(u32::MAX).min(self.total);
+        let permit = self.permits.clone().acquire_many_owned(want).await.map_err(|_| Error::Internal("the write buffer is closed".into()))?;
+        Ok(Bytes::from_owner(Budgeted { chunk, _permit: permit }))
+    }
+}
+
+/// A body chunk and the memory it holds.
+struct Budgeted {
+    chunk: Bytes,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl AsRef<[u8]> for Budgeted {
+    fn as_ref(&self) -> &[u8] {
+        &self.chunk
+    }
 }
 
 /// What a finished write stored.
@@ -120,7 +160,8 @@ impl Store {
         let metrics = Arc::new(Metrics::new(&config.volumes));
         let volumes = VolumeClient::new(config.voltimeout, config.io_timeout, metrics.clone());
         let commits = Committer::start(index.clone(), config.index_sync);
-        Store { index, volumes, locks: KeyLocks::default(), config, metrics, commits }
+        let body_memory = BodyMemory::new(config.write_buffer_mib);
+        Store { index, volumes, locks: KeyLocks::default(), config, metrics, commits, body_memory }
     }
 
     /// The same store with a volume client (connection pool) of its own,
@@ -285,6 +326,7 @@ impl Store {
             next = self.next_chunk(body).await?;
         }
         while let Some(chunk) = next {
+            let chunk = self.body_memory.take(chunk).await?;
             md5.update(&chunk);
             size += chunk.len() as u64;
             if let Some(prev) = held.replace(chunk) {
@@ -525,5 +567,33 @@ impl Store {
         } else {
             Err(Error::Locked)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn body_memory_waits_until_every_holder_of_a_chunk_dropped_it() {
+        let memory = BodyMemory::new(1);
+        let a = memory.take(Bytes::from(vec![1u8; 700 << 10])).await.unwrap();
+        assert_eq!(&a[..3], &[1, 1, 1]);
+        let replica = a.clone();
+        // 700 KiB taken of 1 MiB: 400 KiB more must wait.
+        let second = memory.take(Bytes::from(vec![2u8; 400 << 10]));
+        tokio::pin!(second);
+        assert!(tokio::time::timeout(Duration::from_millis(50), &mut second).await.is_err());
+        drop(a);
+        assert!(tokio::time::timeout(Duration::from_millis(50), &mut second).await.is_err(), "a replica still holds it");
+        drop(replica);
+        let b = tokio::time::timeout(Duration::from_secs(5), second).await.unwrap().unwrap();
+        assert_eq!(b.len(), 400 << 10);
+        // Larger than all the memory: takes all of it, once free.
+        drop(b);
+        let huge = memory.take(Bytes::from(vec![3u8; 2 << 20])).await.unwrap();
+        assert_eq!(huge.len(), 2 << 20);
     }
 }
