@@ -140,6 +140,22 @@ async fn large_value_round_trip() {
     }
 }
 
+/// Far more body bytes at once than `--write-buffer-mib` holds: writes wait
+/// for room (never for each other), and every one completes whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_writes_beyond_the_write_buffer() {
+    let cl = Cluster::start_with(3, 3, 10, |c| c.write_buffer_mib = 1);
+    let writes = (0..24u64).map(|i| {
+        let (url, value) = (cl.url(&format!("/budget/{i}")), data(700 << 10, i));
+        async move { (put(&client(), &url, value.clone()).await, url, value) }
+    });
+    for (status, url, value) in futures::future::join_all(writes).await {
+        assert_eq!(status, 201, "{url}");
+        let got = follow_client().get(&url).send().await.unwrap().bytes().await.unwrap();
+        assert!(got == value, "{url}: not the bytes written");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn paged_listing() {
     let cl = Cluster::start(2, 1, 1);

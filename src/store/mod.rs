@@ -326,7 +326,6 @@ impl Store {
             next = self.next_chunk(body).await?;
         }
         while let Some(chunk) = next {
-            let chunk = self.body_memory.take(chunk).await?;
             md5.update(&chunk);
             size += chunk.len() as u64;
             if let Some(prev) = held.replace(chunk) {
@@ -341,7 +340,12 @@ impl Store {
         Ok(Written { md5: md5.finalize().into(), size })
     }
 
+    /// Send a chunk to every replica's PUT, once `--write-buffer-mib` has
+    /// room for it. Only chunks queued for the volumes count: they drain
+    /// whatever else waits for room, so waiting never holds room (a chunk
+    /// held until the next one arrives, or a slow client's, does not).
     async fn fan_out(&self, urls: &[String], senders: &[ChunkTx], chunk: Bytes) -> Result<()> {
+        let chunk = self.body_memory.take(chunk).await?;
         let sends = senders.iter().map(|tx| tokio::time::timeout(self.volumes.io_timeout, tx.send(Ok(chunk.clone()))));
         for (res, url) in futures::future::join_all(sends).await.into_iter().zip(urls) {
             match res {
