@@ -53,7 +53,7 @@ struct Cache {
     sent: [OnceLock<IntCounter>; 2],
 }
 
-fn cached<'a, T: Clone>(slot: &'a OnceLock<T>, make: impl FnOnce() -> T) -> &'a T {
+fn cached<T: Clone>(slot: &OnceLock<T>, make: impl FnOnce() -> T) -> &T {
     slot.get_or_init(make)
 }
 

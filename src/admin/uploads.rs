@@ -68,7 +68,7 @@ async fn abort(config: Config, ids: Vec<String>, older_than: Option<Duration>) -
     let cutoff = older_than.map(|d| now_secs().saturating_sub(d.as_secs()));
     let mut found = Vec::new();
     for (key, id, upload) in index.all_uploads()? {
-        if !ids.contains(&id) && !cutoff.is_some_and(|c| upload.initiated <= c) {
+        if !ids.contains(&id) && cutoff.is_none_or(|c| upload.initiated > c) {
             continue;
         }
         progress.seen(1);

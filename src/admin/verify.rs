@@ -176,7 +176,7 @@ pub async fn run(config: Config, args: VerifyArgs) -> Result<Report, AdminError>
         })
         .await?;
     if args.prefix.is_empty() {
-        for problem in check_buckets(&ctx).await?.into_iter().flat_map(|(_, problems)| problems) {
+        for problem in check_buckets(&ctx).await?.into_values().flatten() {
             ctx.progress.fail(problem);
         }
     }

@@ -208,6 +208,36 @@ fn set_policy(ctx: &Ctx, policy: Option<String>) -> Result<HttpResponse, S3Error
     }
 }
 
+/// PutBucketCors: the rules replace the bucket's (checked as S3 does).
+pub async fn put_cors(ctx: &Ctx<'_>, payload: web::Payload) -> Result<HttpResponse, S3Error> {
+    let body = Body::new(ctx.req, payload, &ctx.auth)?.read_all().await?;
+    let rules = xml::parse_cors_configuration(&body)?;
+    super::cors::validate(&rules)?;
+    set_cors(ctx, rules)?;
+    Ok(HttpResponse::Ok().finish())
+}
+
+pub fn get_cors(ctx: &Ctx) -> Result<HttpResponse, S3Error> {
+    let rules = ctx.app.store.index.bucket(ctx.bucket()).map_err(internal)?.map(|b| b.cors).unwrap_or_default();
+    if rules.is_empty() {
+        return Err(S3Error::NotConfigured { code: "NoSuchCORSConfiguration", message: "The CORS configuration does not exist", bucket: ctx.bucket().to_string() });
+    }
+    Ok(xml_ok(xml::cors_configuration(&rules)))
+}
+
+pub fn delete_cors(ctx: &Ctx) -> Result<HttpResponse, S3Error> {
+    set_cors(ctx, Vec::new())?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+fn set_cors(ctx: &Ctx, rules: Vec<crate::index::CorsRule>) -> Result<(), S3Error> {
+    let updated = ctx.app.store.index.update_bucket(ctx.bucket(), |b| {
+        b.cors = rules;
+        (true, ())
+    });
+    updated.map_err(internal)?.ok_or_else(|| S3Error::NoSuchBucket { bucket: ctx.bucket().to_string() })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,34 +277,4 @@ mod tests {
             assert_eq!(max_buckets(Some(bad)).unwrap_err().aws_code(), "InvalidArgument", "{bad}");
         }
     }
-}
-
-/// PutBucketCors: the rules replace the bucket's (checked as S3 does).
-pub async fn put_cors(ctx: &Ctx<'_>, payload: web::Payload) -> Result<HttpResponse, S3Error> {
-    let body = Body::new(ctx.req, payload, &ctx.auth)?.read_all().await?;
-    let rules = xml::parse_cors_configuration(&body)?;
-    super::cors::validate(&rules)?;
-    set_cors(ctx, rules)?;
-    Ok(HttpResponse::Ok().finish())
-}
-
-pub fn get_cors(ctx: &Ctx) -> Result<HttpResponse, S3Error> {
-    let rules = ctx.app.store.index.bucket(ctx.bucket()).map_err(internal)?.map(|b| b.cors).unwrap_or_default();
-    if rules.is_empty() {
-        return Err(S3Error::NotConfigured { code: "NoSuchCORSConfiguration", message: "The CORS configuration does not exist", bucket: ctx.bucket().to_string() });
-    }
-    Ok(xml_ok(xml::cors_configuration(&rules)))
-}
-
-pub fn delete_cors(ctx: &Ctx) -> Result<HttpResponse, S3Error> {
-    set_cors(ctx, Vec::new())?;
-    Ok(HttpResponse::NoContent().finish())
-}
-
-fn set_cors(ctx: &Ctx, rules: Vec<crate::index::CorsRule>) -> Result<(), S3Error> {
-    let updated = ctx.app.store.index.update_bucket(ctx.bucket(), |b| {
-        b.cors = rules;
-        (true, ())
-    });
-    updated.map_err(internal)?.ok_or_else(|| S3Error::NoSuchBucket { bucket: ctx.bucket().to_string() })
 }
