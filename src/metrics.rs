@@ -22,6 +22,7 @@ pub struct Metrics {
     /// The `--volumes`: the only volume labels (any other is `other`).
     volumes: Vec<String>,
     index: IndexGauges,
+    commits: CommitSeries,
     /// Series of the hot paths, looked up once (a labelled lookup hashes the
     /// labels and takes a lock on every call); made on first use, so the
     /// output lists the same series as without them.
@@ -33,6 +34,14 @@ const VOLUME_METHODS: [&str; 4] = ["HEAD", "GET", "PUT", "DELETE"];
 /// Native operations (`observe::NATIVE_OPS` and `OTHER`) with cached series.
 const NATIVE_OPS: [&str; 7] = ["GET", "HEAD", "PUT", "DELETE", "UNLINK", "REBALANCE", "OTHER"];
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// The index commit thread's figures.
+struct CommitSeries {
+    commits: IntCounter,
+    writes: IntCounter,
+    durations: Histogram,
+    sync_failures: IntCounter,
+}
 
 #[derive(Default)]
 struct VolumeSeries {
@@ -103,6 +112,17 @@ impl Metrics {
             registry.register(Box::new(g.clone())).expect("registered once");
             g
         };
+        let single = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("registered once");
+            c
+        };
+        let commit_time = Histogram::with_opts(
+            HistogramOpts::new("mkv_index_commit_duration_seconds", "Time of one index commit (with --index-sync commit, its fsync included).")
+                .buckets(DURATION_BUCKETS.to_vec()),
+        )
+        .expect("valid metric");
+        registry.register(Box::new(commit_time.clone())).expect("registered once");
         Metrics {
             requests: counter("mkv_requests_total", "Requests answered, by API, operation and status class.", &["api", "operation", "status"]),
             durations: histogram(
@@ -124,6 +144,12 @@ impl Metrics {
                 "Time of a volume request (for streamed GETs, until the response headers).",
                 &["volume", "method"],
             ),
+            commits: CommitSeries {
+                commits: single("mkv_index_commits_total", "Index write transactions committed (concurrent writes share one)."),
+                writes: single("mkv_index_commit_writes_total", "Index writes committed (divided by mkv_index_commits_total: writes per commit)."),
+                durations: commit_time,
+                sync_failures: single("mkv_index_sync_failures_total", "Periodic index fsyncs that failed (--index-sync PERIOD): alert on any."),
+            },
             volumes: volumes.to_vec(),
             cache: Cache { volume: (0..=volumes.len()).map(|_| Default::default()).collect(), ..Default::default() },
             index: IndexGauges {
@@ -169,6 +195,17 @@ impl Metrics {
                 self.sent.with_label_values(&[api]).inc_by(bytes_out);
             }
         }
+    }
+
+    /// One index commit of `writes` writes.
+    pub fn index_commit(&self, writes: usize, took: Duration) {
+        self.commits.commits.inc();
+        self.commits.writes.inc_by(writes as u64);
+        self.commits.durations.observe(took.as_secs_f64());
+    }
+
+    pub fn index_sync_failed(&self) {
+        self.commits.sync_failures.inc();
     }
 
     /// One call to a volume (`http://host:port/…`).

@@ -5,7 +5,7 @@
 //! fsynced within the period. Writes run on a thread of their own, never on
 //! the async runtime.
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
 use tokio::sync::oneshot;
@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 use crate::config::IndexSync;
 use crate::error::{Error, Result};
 use crate::index::{Index, IndexError, Write};
+use crate::metrics::Metrics;
 
 /// Most writes in one transaction (bounds how long the write lock is held).
 const MAX_BATCH: usize = 256;
@@ -28,7 +29,7 @@ impl Committer {
     /// Start the committing thread; it ends when the last clone is dropped.
     /// With `IndexSync::Every(p)` (an index opened without synced commits)
     /// it also fsyncs the index every `p`, and once more at its end.
-    pub fn start(index: Index, sync: IndexSync) -> Committer {
+    pub fn start(index: Index, sync: IndexSync, metrics: Arc<Metrics>) -> Committer {
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("mkv-index-commit".into())
@@ -48,19 +49,19 @@ impl Committer {
                         },
                     };
                     if let Some(first) = first {
-                        commit_batch(&index, first, &rx);
+                        commit_batch(&index, first, &rx, &metrics);
                     } else if period.is_none() {
                         break;
                     }
                     if let Some(p) = period {
                         if synced.elapsed() >= p {
-                            sync_now(&index);
+                            sync_now(&index, &metrics);
                             synced = Instant::now();
                         }
                     }
                 }
                 if period.is_some() {
-                    sync_now(&index);
+                    sync_now(&index, &metrics);
                 }
             })
             .expect("start the index commit thread");
@@ -83,7 +84,7 @@ impl Committer {
 }
 
 /// `first` and whatever else is queued (up to `MAX_BATCH`) in one commit.
-fn commit_batch(index: &Index, first: Job, rx: &mpsc::Receiver<Job>) {
+fn commit_batch(index: &Index, first: Job, rx: &mpsc::Receiver<Job>, metrics: &Metrics) {
     let mut jobs = vec![first];
     while jobs.len() < MAX_BATCH {
         match rx.try_recv() {
@@ -92,7 +93,9 @@ fn commit_batch(index: &Index, first: Job, rx: &mpsc::Receiver<Job>) {
         }
     }
     let (writes, replies): (Vec<Write>, Vec<_>) = jobs.into_iter().unzip();
+    let start = Instant::now();
     if index.apply(&writes).is_ok() {
+        metrics.index_commit(writes.len(), start.elapsed());
         for reply in replies {
             let _ = reply.send(Ok(()));
         }
@@ -104,8 +107,9 @@ fn commit_batch(index: &Index, first: Job, rx: &mpsc::Receiver<Job>) {
     }
 }
 
-fn sync_now(index: &Index) {
+fn sync_now(index: &Index, metrics: &Metrics) {
     if let Err(e) = index.sync() {
+        metrics.index_sync_failed();
         tracing::error!("index fsync failed: {e}");
     }
 }
@@ -119,13 +123,19 @@ mod tests {
     async fn concurrent_writes_all_land() {
         let dir = tempfile::tempdir().unwrap();
         let index = Index::open(dir.path(), 1 << 26).unwrap();
-        let c = Committer::start(index.clone(), IndexSync::Commit);
+        let metrics = Arc::new(Metrics::new(&[]));
+        let c = Committer::start(index.clone(), IndexSync::Commit, metrics.clone());
         let rec = Record { volumes: vec!["v".into()], deleted: Deleted::No, hash: String::new(), gen: String::new() };
         let writes = (0..100u32).map(|i| c.write(Write::Put(format!("/k{i}").into_bytes(), rec.clone(), None)));
         for r in futures::future::join_all(writes).await {
             r.unwrap();
         }
         assert_eq!(index.len().unwrap(), 100);
+        let text = metrics.render(&Default::default());
+        assert!(text.contains("mkv_index_commit_writes_total 100"), "{text}");
+        let commits: u64 = text.lines().find_map(|l| l.strip_prefix("mkv_index_commits_total ")).unwrap().parse().unwrap();
+        assert!((1..=100).contains(&commits));
+        assert!(text.contains(&format!("mkv_index_commit_duration_seconds_count {commits}")));
         c.write(Write::Delete(b"/k7".to_vec())).await.unwrap();
         assert_eq!(index.get(b"/k7").unwrap(), None);
         // A key LMDB refuses fails alone.
@@ -140,7 +150,7 @@ mod tests {
     async fn a_periodically_synced_index_takes_writes_and_syncs() {
         let dir = tempfile::tempdir().unwrap();
         let index = Index::open_with(dir.path(), 1 << 26, false).unwrap();
-        let c = Committer::start(index.clone(), IndexSync::Every(std::time::Duration::from_millis(20)));
+        let c = Committer::start(index.clone(), IndexSync::Every(std::time::Duration::from_millis(20)), Arc::new(Metrics::new(&[])));
         let rec = Record { volumes: vec!["v".into()], deleted: Deleted::No, hash: String::new(), gen: String::new() };
         for i in 0..5u32 {
             c.write(Write::Put(format!("/k{i}").into_bytes(), rec.clone(), None)).await.unwrap();

@@ -159,7 +159,7 @@ impl Store {
     pub fn new(index: Index, config: Arc<Config>) -> Store {
         let metrics = Arc::new(Metrics::new(&config.volumes));
         let volumes = VolumeClient::new(config.voltimeout, config.io_timeout, metrics.clone());
-        let commits = Committer::start(index.clone(), config.index_sync);
+        let commits = Committer::start(index.clone(), config.index_sync, metrics.clone());
         let body_memory = BodyMemory::new(config.write_buffer_mib);
         Store { index, volumes, locks: KeyLocks::default(), config, metrics, commits, body_memory }
     }
