@@ -129,8 +129,10 @@ pub async fn run(config: Config) -> Result<(), String> {
         h.stop(false).await;
     }
     // With --index-sync PERIOD, what the last period committed.
-    if let Err(e) = index.sync() {
-        tracing::error!("index fsync at stop: {e}");
+    if config.index_sync != IndexSync::Commit {
+        if let Err(e) = index.sync() {
+            tracing::error!("index fsync at stop: {e}");
+        }
     }
     eprintln!("mkv: stopped");
     served

@@ -33,34 +33,25 @@ impl Committer {
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("mkv-index-commit".into())
-            .spawn(move || {
-                let period = match sync {
-                    IndexSync::Commit => None,
-                    IndexSync::Every(p) => Some(p),
-                };
-                let mut synced = Instant::now();
-                loop {
-                    let first = match period {
-                        None => rx.recv().ok(),
-                        Some(p) => match rx.recv_timeout(p.saturating_sub(synced.elapsed())) {
-                            Ok(job) => Some(job),
-                            Err(mpsc::RecvTimeoutError::Timeout) => None,
-                            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                        },
-                    };
-                    if let Some(first) = first {
+            .spawn(move || match sync {
+                IndexSync::Commit => {
+                    while let Ok(first) = rx.recv() {
                         commit_batch(&index, first, &rx, &metrics);
-                    } else if period.is_none() {
-                        break;
                     }
-                    if let Some(p) = period {
-                        if synced.elapsed() >= p {
+                }
+                IndexSync::Every(period) => {
+                    let mut synced = Instant::now();
+                    loop {
+                        match rx.recv_timeout(period.saturating_sub(synced.elapsed())) {
+                            Ok(first) => commit_batch(&index, first, &rx, &metrics),
+                            Err(mpsc::RecvTimeoutError::Timeout) => {}
+                            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                        }
+                        if synced.elapsed() >= period {
                             sync_now(&index, &metrics);
                             synced = Instant::now();
                         }
                     }
-                }
-                if period.is_some() {
                     sync_now(&index, &metrics);
                 }
             })
