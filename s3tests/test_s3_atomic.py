@@ -7,9 +7,9 @@ and length matching the bytes) and with every acknowledged write kept (also
 with the index fsynced only periodically, `--index-sync`), and
 logs a recovery line at start-up; readers racing writers on one key only ever
 see whole written values with valid checksums; a GET fails over from a
-stopped (SIGSTOP) volume within the volume timeout, not the I/O timeout; and
+stopped (SIGSTOP) volume within the volume timeout, not the I/O timeout;
 the files of replaced and deleted values leave the volumes after the delete
-grace."""
+grace; and small values answered from memory follow every change."""
 
 import base64
 import collections
@@ -21,12 +21,13 @@ import re
 import signal
 import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from botocore.exceptions import ClientError, FlexibleChecksumError
 
-from conftest import client, temp_cluster
+from conftest import client, free_port, temp_cluster
 
 KiB, MiB = 1 << 10, 1 << 20
 BUCKET = "atomic"
@@ -405,3 +406,62 @@ def test_replaced_files_are_deleted_after_grace():
             time.sleep(0.5)
         assert len(over_files) == REPLICAS and all(contents), f"overwritten key's files: {over_files} (current value: {contents})"
         assert not gone_files, f"deleted key's files left: {gone_files}"
+
+
+# --- small values in memory (--cache-mib) ------------------------------------------
+
+def cache_counts(admin):
+    text = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics").read().decode()
+    return tuple(int(re.search(rf"^mkv_value_cache_{n}_total (\d+)$", text, re.M).group(1)) for n in ("hits", "misses"))
+
+
+def native(c, method, key, body=None):
+    req = urllib.request.Request(f"{c.endpoint}/{BUCKET}/{key}", data=body, method=method)
+    return urllib.request.urlopen(req).status
+
+
+def test_small_values_from_memory_follow_every_change():
+    """GetObject answers small S3 values from memory, and every way a value
+    changes (overwrite, copy, multipart, delete, a native rewrite, a restart)
+    is seen at once: an entry is only ever the recorded generation's value."""
+    admin = free_port()
+    with temp_cluster(extra_args=["--admin-port", str(admin), "--cache-object-kib", "64"]) as c:
+        s3 = client(c)
+        s3.create_bucket(Bucket=BUCKET)
+        get = lambda k, **kw: s3.get_object(Bucket=BUCKET, Key=k, **kw)["Body"].read()
+        v1, v2 = os.urandom(4 * KiB), os.urandom(5 * KiB)
+        s3.put_object(Bucket=BUCKET, Key="k", Body=v1)
+        assert get("k") == v1
+        assert cache_counts(admin) == (1, 0), "a value written through the gateway is kept"
+        s3.put_object(Bucket=BUCKET, Key="k", Body=v2)
+        assert get("k") == v2 and get("k", Range="bytes=100-199") == v2[100:200] and get("k", Range="bytes=-7") == v2[-7:]
+        s3.copy_object(Bucket=BUCKET, Key="copy", CopySource={"Bucket": BUCKET, "Key": "k"})
+        assert get("copy") == v2
+        up = s3.create_multipart_upload(Bucket=BUCKET, Key="k")["UploadId"]
+        e = s3.upload_part(Bucket=BUCKET, Key="k", UploadId=up, PartNumber=1, Body=v1)["ETag"]
+        s3.complete_multipart_upload(Bucket=BUCKET, Key="k", UploadId=up, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e}]})
+        assert get("k") == v1
+        hits, misses = cache_counts(admin)
+        assert (hits, misses) == (6, 0), (hits, misses)
+        # A native DELETE and PUT: native values are never kept, the S3 one is gone.
+        assert native(c, "DELETE", "k") == 204
+        assert native(c, "PUT", "k", b"native value") == 201
+        assert get("k") == b"native value"
+        s3.delete_object(Bucket=BUCKET, Key="copy")
+        with pytest.raises(ClientError) as err:
+            get("copy")
+        assert err.value.response["Error"]["Code"] == "NoSuchKey"
+        assert cache_counts(admin) == (6, 0)
+        # Larger than --cache-object-kib: streamed, never counted.
+        big = os.urandom(64 * KiB + 1)
+        s3.put_object(Bucket=BUCKET, Key="big", Body=big)
+        assert get("big") == big and cache_counts(admin) == (6, 0)
+        # After a restart memory is empty: the first read fills it.
+        s3.put_object(Bucket=BUCKET, Key="k2", Body=v2)
+        c.restart_server()
+        assert get("k2") == v2 and get("k2") == v2
+        assert cache_counts(admin) == (1, 1)
+        c.extra_args += ["--cache-mib", "0"]
+        c.restart_server()
+        assert get("k2") == v2 and get("k2", Range="bytes=1-2") == v2[1:3]
+        assert cache_counts(admin) == (0, 0), "--cache-mib 0: off"

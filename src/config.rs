@@ -369,6 +369,14 @@ pub struct Config {
     /// write waits for room. Bounds the memory of many concurrent uploads.
     #[arg(long, global = true, env = "MKV_WRITE_BUFFER_MIB", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
     pub write_buffer_mib: u64,
+    /// Memory for small S3 values, in MiB (0: off): values written or read
+    /// through the gateway are kept, and GetObject answers them without a
+    /// volume round trip. Native values are never kept.
+    #[arg(long, global = true, env = "MKV_CACHE_MIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(0..=1 << 20))]
+    pub cache_mib: u64,
+    /// Largest value the cache keeps, in KiB.
+    #[arg(long, global = true, env = "MKV_CACHE_OBJECT_KIB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub cache_object_kib: u64,
     /// S3 credentials, ACCESS:SECRET; repeatable, or comma separated in
     /// MKV_S3_KEYS. Without any, the S3 gateway is off.
     #[arg(long = "s3-key", global = true, env = "MKV_S3_KEYS", value_delimiter = ',', value_parser = parse_s3_key)]

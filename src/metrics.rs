@@ -23,6 +23,7 @@ pub struct Metrics {
     volumes: Vec<String>,
     index: IndexGauges,
     commits: CommitSeries,
+    value_cache: ValueCacheSeries,
     /// Series of the hot paths, looked up once (a labelled lookup hashes the
     /// labels and takes a lock on every call); made on first use, so the
     /// output lists the same series as without them.
@@ -41,6 +42,13 @@ struct CommitSeries {
     writes: IntCounter,
     durations: Histogram,
     sync_failures: IntCounter,
+}
+
+/// The small-value cache's figures.
+struct ValueCacheSeries {
+    hits: IntCounter,
+    misses: IntCounter,
+    bytes: IntGauge,
 }
 
 #[derive(Default)]
@@ -150,6 +158,11 @@ impl Metrics {
                 durations: commit_time,
                 sync_failures: single("mkv_index_sync_failures_total", "Periodic index fsyncs that failed (--index-sync PERIOD): alert on any."),
             },
+            value_cache: ValueCacheSeries {
+                hits: single("mkv_value_cache_hits_total", "GetObjects of small values answered from memory (--cache-mib)."),
+                misses: single("mkv_value_cache_misses_total", "GetObjects of small values read from a volume, then kept."),
+                bytes: gauge("mkv_value_cache_bytes", "Memory held by the small-value cache, keys and bookkeeping included."),
+            },
             volumes: volumes.to_vec(),
             cache: Cache { volume: (0..=volumes.len()).map(|_| Default::default()).collect(), ..Default::default() },
             index: IndexGauges {
@@ -202,6 +215,17 @@ impl Metrics {
         self.commits.commits.inc();
         self.commits.writes.inc_by(writes as u64);
         self.commits.durations.observe(took.as_secs_f64());
+    }
+
+    /// A GetObject of a value the cache holds.
+    pub fn value_cache_lookup(&self, hit: bool) {
+        let c = &self.value_cache;
+        if hit { &c.hits } else { &c.misses }.inc();
+    }
+
+    /// The cache's memory, set before a scrape.
+    pub fn value_cache_held(&self, bytes: u64) {
+        self.value_cache.bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     pub fn index_sync_failed(&self) {

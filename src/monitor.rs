@@ -47,6 +47,7 @@ pub fn serve(store: Store, listener: std::net::TcpListener, stopping: Arc<Atomic
 
 async fn metrics(state: web::Data<Monitored>) -> HttpResponse {
     let store = &state.store;
+    store.metrics.value_cache_held(store.cache_bytes());
     match store.index.stats() {
         Ok(stats) => HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(store.metrics.render(&stats)),
         Err(e) => HttpResponse::InternalServerError().body(format!("index: {e}\n")),

@@ -311,6 +311,16 @@ pub async fn get_object(ctx: &Ctx<'_>, with_body: bool) -> Result<HttpResponse, 
             let none = futures::stream::empty::<Result<bytes::Bytes, actix_web::Error>>();
             return Ok(resp.body(SizedStream::new(len, none)));
         }
+        match ctx.app.store.cached_value(&key, &rec, size).await {
+            Ok(Some(value)) => {
+                let (a, b) = range.unwrap_or((0, size.saturating_sub(1)));
+                let body = if size == 0 { value } else { value.slice(a as usize..=b as usize) };
+                return Ok(resp.body(body));
+            }
+            Ok(None) => {}
+            Err(crate::error::Error::NotFound) => continue,
+            Err(e) => return Err(S3Error::from_store(e, ctx.key())),
+        }
         let upstream = match ctx.app.store.open_read(&key, &rec, range.map(|(a, b)| format!("bytes={a}-{b}")).as_deref()).await {
             Err(crate::error::Error::NotFound) => continue,
             other => other.map_err(|e| S3Error::from_store(e, ctx.key()))?,

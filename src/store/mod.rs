@@ -3,6 +3,7 @@
 //! S3 writes go to files of a generation of their own and become the key's
 //! value in one index transaction. Bodies stream to all replicas at once.
 
+pub mod cache;
 pub mod commit;
 pub mod describe;
 pub mod gc;
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use md5::{Digest, Md5};
 use rand::seq::SliceRandom;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -24,6 +25,7 @@ use crate::index::{Deleted, Files, HeaderBytes, Index, ObjectMeta, Record, Write
 use crate::metrics::Metrics;
 use crate::placement::{key2volume, needs_rebalance, new_generation};
 use crate::volume::{next_within, replica_url, ChunkTx, VolumeClient, CHUNKS_IN_FLIGHT};
+use cache::{Kept, ValueCache};
 use commit::Committer;
 pub use locks::{KeyGuard, KeyLocks};
 
@@ -39,6 +41,8 @@ pub struct Store {
     /// Bytes of request bodies in memory (`--write-buffer-mib`), held by
     /// each chunk until every replica dropped it.
     body_memory: BodyMemory,
+    /// Small S3 values in memory (`--cache-mib`).
+    cache: Arc<ValueCache>,
 }
 
 /// Memory for request bodies on their way to the volumes
@@ -98,6 +102,8 @@ pub struct Staged {
     pub targets: Vec<String>,
     pub written: Written,
     pending: PendingWrite,
+    /// A copy of the value, if small enough for the cache.
+    kept: Option<Bytes>,
 }
 
 /// A write recorded in the index as in progress; abandoned when dropped
@@ -161,7 +167,8 @@ impl Store {
         let volumes = VolumeClient::new(config.voltimeout, config.io_timeout, metrics.clone());
         let commits = Committer::start(index.clone(), config.index_sync, metrics.clone());
         let body_memory = BodyMemory::new(config.write_buffer_mib);
-        Store { index, volumes, locks: KeyLocks::default(), config, metrics, commits, body_memory }
+        let cache = Arc::new(ValueCache::new(config.cache_mib << 20, config.cache_object_kib << 10));
+        Store { index, volumes, locks: KeyLocks::default(), config, metrics, commits, body_memory, cache }
     }
 
     /// The same store with a volume client (connection pool) of its own,
@@ -188,11 +195,13 @@ impl Store {
     /// Record a key (and replace its metadata when given) through the
     /// group commit.
     pub async fn commit_put(&self, key: &[u8], rec: Record, meta: Option<ObjectMeta>) -> Result<()> {
+        self.cache.forget(key);
         self.commits.write(Write::Put(key.to_vec(), rec, meta)).await
     }
 
     /// Remove a key's record and metadata through the group commit.
     pub async fn commit_delete(&self, key: &[u8]) -> Result<()> {
+        self.cache.forget(key);
         self.commits.write(Write::Delete(key.to_vec())).await
     }
 
@@ -204,12 +213,14 @@ impl Store {
     /// Make `rec` the key's value in one transaction; the files of the value
     /// it replaces are deleted after the grace period.
     async fn commit_switch(&self, key: &[u8], rec: Record, meta: Option<ObjectMeta>) -> Result<()> {
+        self.cache.forget(key);
         self.commits.write(Write::Switch(key.to_vec(), rec, meta, self.grace_due())).await
     }
 
     /// Remove a key in one transaction (an S3 delete): readers see the whole
     /// value or nothing; its files are deleted after the grace period.
     pub async fn remove(&self, key: &[u8]) -> Result<()> {
+        self.cache.forget(key);
         self.commits.write(Write::Remove(key.to_vec(), self.grace_due())).await
     }
 
@@ -375,9 +386,15 @@ impl Store {
         self.commits.write(Write::Begin(files)).await?;
         let pending = PendingWrite { gen, commits: Some(self.commits.clone()) };
         let urls: Vec<String> = targets.iter().map(|t| replica_url(t, key, &pending.gen)).collect();
+        let mut kept = Kept::up_to(self.cache.max_value(), len);
+        let body = body.inspect(|chunk| {
+            if let Ok(chunk) = chunk {
+                kept.add(chunk);
+            }
+        });
         // On failure `pending` drops: the write is abandoned.
         let written = self.write_replicas(&urls, len, None, body).await?;
-        Ok(Staged { key: key.to_vec(), targets, written, pending })
+        Ok(Staged { key: key.to_vec(), targets, written, pending, kept: kept.into_bytes() })
     }
 
     /// Make a staged value the key's value: its metadata file goes beside
@@ -387,7 +404,7 @@ impl Store {
     /// (commits of one key are serialized; the last one wins, and its
     /// metadata file says so with the latest `written_us`).
     pub async fn commit_staged(&self, staged: Staged, mut meta: ObjectMeta) -> Result<Written> {
-        let Staged { key, targets, written, pending } = staged;
+        let Staged { key, targets, written, pending, kept } = staged;
         let md5 = written.md5_hex();
         let hash = if self.config.md5sum { md5.clone() } else { String::new() };
         let live = Record { volumes: targets, deleted: Deleted::No, hash, gen: pending.gen.clone() };
@@ -397,8 +414,42 @@ impl Store {
         // On failure `pending` drops: the write (and its metadata files) is abandoned.
         self.describe_value(&key, &live, &md5, &meta, written_us).await?;
         self.commit_switch(&key, live, Some(meta)).await?;
+        if let Some(value) = kept {
+            self.cache.insert(&key, &pending.gen, value);
+        }
         pending.committed();
         Ok(written)
+    }
+
+    /// Memory held by the small-value cache.
+    pub fn cache_bytes(&self) -> u64 {
+        self.cache.bytes()
+    }
+
+    /// A small S3 value whole (`--cache-mib`): from memory, or read from a
+    /// replica and kept. `None` if the cache does not hold values like this
+    /// one (a native value, a large one, the cache off); then stream it with
+    /// [`Store::open_read`]. `NotFound` as there.
+    pub async fn cached_value(&self, key: &[u8], record: &Record, size: u64) -> Result<Option<Bytes>> {
+        if !self.cache.holds(record, size) {
+            return Ok(None);
+        }
+        if let Some(value) = self.cache.get(key, &record.gen) {
+            self.metrics.value_cache_lookup(true);
+            return Ok(Some(value));
+        }
+        let resp = self.open_read(key, record, None).await?;
+        let url = resp.url().to_string();
+        let value = tokio::time::timeout(self.volumes.io_timeout, resp.bytes())
+            .await
+            .map_err(|_| Error::volume(&url, "no answer within the I/O timeout"))?
+            .map_err(|e| Error::volume(&url, e))?;
+        if value.len() as u64 != size {
+            return Err(Error::volume(&url, format!("{} bytes where the index records {size}", value.len())));
+        }
+        self.cache.insert(key, &record.gen, value.clone());
+        self.metrics.value_cache_lookup(false);
+        Ok(Some(value))
     }
 
     /// Open a GET of a record's value on the first replica that serves it
