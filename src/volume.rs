@@ -264,13 +264,19 @@ impl VolumeClient {
     /// volume has no such file.
     pub async fn get_bytes(&self, url: &str) -> Result<Option<Bytes>> {
         match self.get(url, None).await {
-            Ok(resp) => match tokio::time::timeout(self.io_timeout, resp.bytes()).await {
-                Ok(Ok(body)) => Ok(Some(body)),
-                Ok(Err(e)) => Err(Error::volume(url, e)),
-                Err(_) => Err(Error::volume(url, "read stalled for longer than the I/O timeout")),
-            },
+            Ok(resp) => Ok(Some(self.body(url, resp).await?)),
             Err(Error::NotFound) => Ok(None),
             Err(e) => Err(e),
+        }
+    }
+
+    /// The whole body of a GET of `url` (small files only: it is held in
+    /// memory), within the I/O timeout.
+    pub async fn body(&self, url: &str, resp: reqwest::Response) -> Result<Bytes> {
+        match tokio::time::timeout(self.io_timeout, resp.bytes()).await {
+            Ok(Ok(body)) => Ok(body),
+            Ok(Err(e)) => Err(Error::volume(url, e)),
+            Err(_) => Err(Error::volume(url, "read stalled for longer than the I/O timeout")),
         }
     }
 

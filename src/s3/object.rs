@@ -313,9 +313,10 @@ pub async fn get_object(ctx: &Ctx<'_>, with_body: bool) -> Result<HttpResponse, 
         }
         match ctx.app.store.cached_value(&key, &rec, size).await {
             Ok(Some(value)) => {
-                let (a, b) = range.unwrap_or((0, size.saturating_sub(1)));
-                let body = if size == 0 { value } else { value.slice(a as usize..=b as usize) };
-                return Ok(resp.body(body));
+                return Ok(resp.body(match range {
+                    Some((a, b)) => value.slice(a as usize..=b as usize),
+                    None => value,
+                }));
             }
             Ok(None) => {}
             Err(crate::error::Error::NotFound) => continue,

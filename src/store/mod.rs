@@ -440,10 +440,7 @@ impl Store {
         }
         let resp = self.open_read(key, record, None).await?;
         let url = resp.url().to_string();
-        let value = tokio::time::timeout(self.volumes.io_timeout, resp.bytes())
-            .await
-            .map_err(|_| Error::volume(&url, "no answer within the I/O timeout"))?
-            .map_err(|e| Error::volume(&url, e))?;
+        let value = self.volumes.body(&url, resp).await?;
         if value.len() as u64 != size {
             return Err(Error::volume(&url, format!("{} bytes where the index records {size}", value.len())));
         }
