@@ -98,7 +98,7 @@ mod tests {
     fn access(args: &str) -> NativeAccess {
         let mut argv: Vec<String> = "mkv server".split(' ').map(String::from).collect();
         argv.extend(args.split_whitespace().map(String::from));
-        NativeAccess::from_config(&crate::config::parse(argv).unwrap().config)
+        NativeAccess::from_config(&crate::cli::parse(argv).unwrap().config)
     }
 
     fn ip(s: &str) -> Option<IpAddr> {

@@ -1,8 +1,10 @@
 //! mkv: a minikeyvalue-compatible distributed blob store with an S3 gateway.
 
 pub mod access;
+pub mod app;
 pub mod admin;
 pub mod bench;
+pub mod cli;
 pub mod config;
 pub mod describe;
 pub mod error;

@@ -1,9 +1,10 @@
 use std::process::ExitCode;
 
-use mkv::config::{self, Command};
+use mkv::cli::{self, Command};
+use mkv::config;
 
 fn main() -> ExitCode {
-    let cli = match config::parse(std::env::args()) {
+    let cli = match cli::parse(std::env::args()) {
         Ok(c) => c,
         Err(e) => {
             use clap::error::ErrorKind;

@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use crate::error::Error;
 use crate::index::{Record, Scan};
 use crate::placement::key2path;
-use crate::server::AppState;
+use crate::app::AppState;
 use crate::store::Store;
 use crate::urlenc::{percent_decode, query_pairs};
 

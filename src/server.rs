@@ -7,6 +7,7 @@ use std::time::Duration;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 
 use crate::access::{Native, NativeAccess};
+use crate::app::AppState;
 use crate::config::{Config, IndexSync};
 use crate::index::Index;
 use crate::monitor;
@@ -15,14 +16,6 @@ use crate::observe;
 use crate::s3;
 use crate::store::Store;
 use crate::tls;
-
-pub struct AppState {
-    pub store: Store,
-    /// The port that serves S3 alone (`--s3-port`), if any.
-    pub s3_only_port: Option<u16>,
-    /// Who may make unsigned native calls.
-    pub native: NativeAccess,
-}
 
 pub fn open_store(config: &Config) -> Result<Store, String> {
     config.check_volumes()?;

@@ -116,7 +116,7 @@ mod tests {
     #[test]
     fn preload_writes_records_and_bucket() {
         let dir = tempfile::tempdir().unwrap();
-        let cli = crate::config::parse(["mkv", "--volumes", "a:1,b:2", "--replicas", "2", "--db-map-gib", "1", "server"].map(String::from)).unwrap();
+        let cli = crate::cli::parse(["mkv", "--volumes", "a:1,b:2", "--replicas", "2", "--db-map-gib", "1", "server"].map(String::from)).unwrap();
         let config = Config { db: Some(dir.path().to_path_buf()), ..cli.config };
         run(&config, args(Some("bk"), 3)).unwrap();
         let index = Index::open(dir.path(), 1 << 30).unwrap();

@@ -25,7 +25,7 @@ use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 
 use crate::config::Config;
 use crate::index::BucketInfo;
-use crate::server::AppState;
+use crate::app::AppState;
 use crate::urlenc::percent_decode;
 use error::{error_response, S3Error};
 use permission::{Need, Principal};

@@ -176,7 +176,7 @@ pub fn test_config(volumes: &[String], db: &Path, replicas: u32, subvolumes: u32
     args.extend(["--db".into(), db.display().to_string(), "--db-map-gib".into(), "1".into()]);
     args.extend(["--replicas".into(), replicas.to_string(), "--subvolumes".into(), subvolumes.to_string()]);
     args.extend(["--voltimeout".into(), "500ms".into(), "--io-timeout".into(), "3s".into()]);
-    mkv::config::parse(args).unwrap().config
+    mkv::cli::parse(args).unwrap().config
 }
 
 /// Volumes plus a server over them, in one temp folder.
