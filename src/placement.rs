@@ -122,7 +122,7 @@ pub fn key2volume(key: &[u8], volumes: &[String], replicas: usize, subvolumes: u
         .map(|v| (Md5::new().chain_update(key).chain_update(v.as_bytes()).finalize().into(), v))
         .collect();
     // Stable sort, descending by score: ties keep the configured order.
-    scored.sort_by(|a, b| b.0.cmp(&a.0));
+    scored.sort_by_key(|s| std::cmp::Reverse(s.0));
     scored
         .into_iter()
         .take(replicas)

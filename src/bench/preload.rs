@@ -46,10 +46,9 @@ pub fn key_name(a: &PreloadArgs, i: u64) -> Vec<u8> {
         Some(b) => format!("/{b}/{}", a.prefix.trim_start_matches('/')),
         None => a.prefix.clone(),
     };
-    let name = if a.per_dir > 0 {
-        format!("{prefix}d{:06}/k{:06}", i / a.per_dir, i % a.per_dir)
-    } else {
-        format!("{prefix}{}", hex::encode(&Md5::digest(i.to_le_bytes())[..8]))
+    let name = match (i.checked_div(a.per_dir), i.checked_rem(a.per_dir)) {
+        (Some(dir), Some(n)) => format!("{prefix}d{dir:06}/k{n:06}"),
+        _ => format!("{prefix}{}", hex::encode(&Md5::digest(i.to_le_bytes())[..8])),
     };
     name.into_bytes()
 }

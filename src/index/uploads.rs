@@ -44,6 +44,9 @@ pub struct Part {
     pub targets: Vec<String>,
 }
 
+/// Parts with their numbers, in number order.
+pub type NumberedParts = Vec<(u32, Part)>;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Completed {
     /// The object's mkv key.
@@ -125,7 +128,7 @@ impl Index {
     }
 
     /// Up to `limit` parts numbered above `after`, in order.
-    pub fn parts(&self, id: &str, after: u32, limit: usize) -> Result<Vec<(u32, Part)>, IndexError> {
+    pub fn parts(&self, id: &str, after: u32, limit: usize) -> Result<NumberedParts, IndexError> {
         let mut out = Vec::new();
         let Some(first) = after.checked_add(1) else { return Ok(out) };
         let rtxn = self.env.read_txn()?;
@@ -144,7 +147,7 @@ impl Index {
     /// Remove an upload and its parts, and record its completion when
     /// given, in one transaction. Returns what was removed (`None` if the
     /// upload was already gone).
-    pub fn finish_upload(&self, key: &[u8], id: &str, completed: Option<&Completed>) -> Result<Option<(Upload, Vec<(u32, Part)>)>, IndexError> {
+    pub fn finish_upload(&self, key: &[u8], id: &str, completed: Option<&Completed>) -> Result<Option<(Upload, NumberedParts)>, IndexError> {
         let mut wtxn = self.env.write_txn()?;
         let uk = upload_key(key, id);
         let upload: Upload = match self.uploads.get(&wtxn, &uk)? {
