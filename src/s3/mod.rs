@@ -23,9 +23,9 @@ use std::time::SystemTime;
 
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 
+use crate::app::AppState;
 use crate::config::Config;
 use crate::index::BucketInfo;
-use crate::app::AppState;
 use crate::urlenc::percent_decode;
 use error::{error_response, S3Error};
 use permission::{Need, Principal};
@@ -273,7 +273,7 @@ async fn serve(req: &HttpRequest, payload: web::Payload, app: &AppState, request
     let headers: Vec<(String, String)> = req
         .headers()
         .iter()
-        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| (k.as_str().to_string(), sigv4::header_text(v.as_bytes())))
         .collect();
     let raw_query = req.uri().query().unwrap_or("");
     let virtual_bucket = virtual_bucket(req, config);
