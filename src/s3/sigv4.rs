@@ -330,6 +330,32 @@ pub fn signing_key(secret: &str, yyyymmdd: &str, region: &str, service: &str) ->
     hmac_sha256(&k, b"aws4_request")
 }
 
+/// Signing keys recently derived on this thread, newest last.
+const KEYS_KEPT: usize = 32;
+
+/// [`signing_key`], derived once per thread for a given secret, day, region
+/// and service: the four HMACs of a derivation are a fifth of what checking
+/// a signature costs, and a client signs with the same key all day. Keyed by
+/// the secret itself, so a changed or deleted secret never matches.
+fn derived_key(secret: &str, day: &str, region: &str, service: &str) -> [u8; 32] {
+    type Kept = Vec<([String; 4], [u8; 32])>;
+    thread_local! {
+        static KEYS: std::cell::RefCell<Kept> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let wanted = [secret, day, region, service];
+    KEYS.with_borrow_mut(|keys| {
+        if let Some((_, key)) = keys.iter().rev().find(|(id, _)| id.iter().map(String::as_str).eq(wanted)) {
+            return *key;
+        }
+        let key = signing_key(secret, day, region, service);
+        if keys.len() == KEYS_KEPT {
+            keys.remove(0);
+        }
+        keys.push((wanted.map(str::to_string), key));
+        key
+    })
+}
+
 pub fn hmac_hex(key: &[u8], msg: &[u8]) -> String {
     hex::encode(hmac_sha256(key, msg))
 }
@@ -576,7 +602,7 @@ pub fn verify_post_policy(
     let cred = parse_credential(credential).map_err(AuthError::AuthorizationQueryParametersError)?;
     check_scope(&cred, amz_date, region_check).map_err(AuthError::AuthorizationQueryParametersError)?;
     let secret = lookup_secret(&cred.access_key).ok_or(AuthError::InvalidAccessKeyId)?;
-    let key = signing_key(&secret, &cred.date, &cred.region, &cred.service);
+    let key = derived_key(&secret, &cred.date, &cred.region, &cred.service);
     if !hmac_matches(&key, policy_b64.as_bytes(), signature) {
         return Err(AuthError::SignatureDoesNotMatch { string_to_sign: policy_b64.to_string(), canonical_request: String::new() });
     }
@@ -684,7 +710,7 @@ fn check_v4_signature(
     payload_hash: &str,
     provided: &str,
 ) -> Result<([u8; 32], bool), AuthError> {
-    let key = signing_key(secret, &cred.date, &cred.region, &cred.service);
+    let key = derived_key(secret, &cred.date, &cred.region, &cred.service);
     let scope = cred.scope();
     let uri = canonical_uri(parts.raw_path);
     let headers = canonical_headers(parts.headers, signed);
@@ -1063,6 +1089,24 @@ mod tests {
     fn at(amz_date: &str) -> SystemTime {
         let secs = parse_amz_date(amz_date).expect("test date");
         UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).expect("after 1970"))
+    }
+
+    #[test]
+    fn derived_keys_are_kept_per_secret_day_region_and_service() {
+        let derive = |s, d, r, v| (derived_key(s, d, r, v), signing_key(s, d, r, v));
+        let (kept, fresh) = derive(SECRET, "20130524", "us-east-1", "s3");
+        assert_eq!(kept, fresh);
+        assert_eq!(derived_key(SECRET, "20130524", "us-east-1", "s3"), fresh);
+        for (s, d, r, v) in [("other", "20130524", "us-east-1", "s3"), (SECRET, "20130525", "us-east-1", "s3"), (SECRET, "20130524", "eu-west-1", "s3"), (SECRET, "20130524", "us-east-1", "sts")] {
+            let (kept, fresh) = derive(s, d, r, v);
+            assert_eq!(kept, fresh);
+            assert_ne!(kept, signing_key(SECRET, "20130524", "us-east-1", "s3"));
+        }
+        // More than are kept: the oldest goes, and is derived again right.
+        for i in 0..KEYS_KEPT {
+            derived_key(&format!("secret{i}"), "20130524", "us-east-1", "s3");
+        }
+        assert_eq!(derived_key(SECRET, "20130524", "us-east-1", "s3"), fresh);
     }
 
     #[test]
