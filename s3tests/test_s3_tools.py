@@ -1,5 +1,6 @@
-"""rclone and s3cmd (the Debian packages) against a real cluster: the
-listing, copy and delete calls they build on, path style and virtual-hosted.
+"""rclone, s3cmd and restic (the Debian packages) against a real cluster:
+the listing, copy and delete calls they build on, path style and
+virtual-hosted; restic's repository from init to prune.
 Over HTTPS (tls_cluster, a self-signed certificate made at test time): the
 aws cli and rclone."""
 
@@ -250,6 +251,39 @@ def test_s3cmd(cluster, s3, fresh, tmp_path, signature_v2, virtual):
     assert fresh not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
 
 
+# ---- restic: a backup repository in a bucket ----
+
+def restic(cluster, repo, *args):
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS, "AWS_SECRET_ACCESS_KEY": SECRET,
+           "AWS_DEFAULT_REGION": REGION, "RESTIC_PASSWORD": "mkv restic test",
+           "RESTIC_CACHE_DIR": str(repo / "cache"), "RESTIC_REPOSITORY": f"s3:{cluster.endpoint}/{repo.name}/repo"}
+    return run(["restic", "--quiet", *args], env)
+
+
+def test_restic(cluster, s3, fresh, tmp_path):
+    repo = tmp_path / fresh
+    src = repo / "src"
+    write_tree(src, TREE | {"big.bin": os.urandom(3_000_000)})
+    restic(cluster, repo, "init")
+    restic(cluster, repo, "backup", str(src))
+    (src / "plain.txt").write_bytes(b"changed\n")
+    (src / "added.txt").write_bytes(b"added\n")
+    restic(cluster, repo, "backup", str(src))
+    # Every pack read back and its hashes checked.
+    restic(cluster, repo, "check", "--read-data")
+    restic(cluster, repo, "restore", "latest", "--target", str(repo / "back"))
+    same_tree(src, repo / "back" / src.relative_to("/"))
+    snapshots = json.loads(restic(cluster, repo, "snapshots", "--json").stdout)
+    assert len(snapshots) == 2
+    restic(cluster, repo, "forget", "--keep-last", "1", "--prune")
+    assert len(json.loads(restic(cluster, repo, "snapshots", "--json").stdout)) == 1
+    restic(cluster, repo, "check", "--read-data")
+    keys = keys_of(s3, fresh, "repo/")
+    assert "repo/config" in keys and any(k.startswith("repo/data/") for k in keys)
+    # restic removes its lock files when done.
+    assert not any(k.startswith("repo/locks/") for k in keys)
+
+
 def test_tools_are_installed():
-    for tool in ("rclone", "s3cmd"):
+    for tool in ("rclone", "s3cmd", "restic"):
         assert shutil.which(tool), f"{tool} missing: run scripts/deps --test"
