@@ -50,6 +50,19 @@ def test_presigned_post_uploads_and_checks_the_policy(cluster, s3, v4, bucket):
     assert status == 303 and h["Location"].startswith("http://example.com/done?bucket=") and "key=b.txt" in h["Location"]
 
 
+def test_tagging_field(cluster, s3, v4, bucket):
+    doc = "<Tagging><TagSet><Tag><Key>from</Key><Value>form</Value></Tag></TagSet></Tagging>"
+    p = v4.generate_presigned_post(bucket, "tagged", Fields={"tagging": doc}, Conditions=[{"tagging": doc}], ExpiresIn=300)
+    status, _, text = post(cluster, p["url"], p["fields"], b"tagged")
+    assert status == 204, text
+    assert s3.get_object_tagging(Bucket=bucket, Key="tagged")["TagSet"] == [{"Key": "from", "Value": "form"}]
+    bad = doc.replace("<Key>from</Key>", "<Key>aws:from</Key>")
+    p = v4.generate_presigned_post(bucket, "refused", Fields={"tagging": bad}, Conditions=[{"tagging": bad}], ExpiresIn=300)
+    status, _, text = post(cluster, p["url"], p["fields"], b"x")
+    assert status == 400 and "<Code>InvalidTag</Code>" in text
+    assert "refused" not in [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+
 @pytest.mark.parametrize("change,code", [
     (lambda f: {**f, "key": "elsewhere/x"}, "AccessDenied"),
     (lambda f: {**f, "x-amz-meta-extra": "1"}, "AccessDenied"),

@@ -229,13 +229,13 @@ class World:
             Expires=datetime.datetime(2031, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc),
             Metadata={"plain": "x y", "dashed-name": "1"}, ChecksumAlgorithm="SHA256"))
         put(DATA, "put/crc32c.bin", os.urandom(70 * KiB), ContentType="application/octet-stream",
-            Metadata={"k": "v"}, ChecksumAlgorithm="CRC32C")
+            Metadata={"k": "v"}, ChecksumAlgorithm="CRC32C", Tagging="team=storage&empty=&note=two%20words")
         put(DATA, "put/plain", b"")  # empty, nothing stored but the defaults
         put(DATA, "dir/ünï cødé 🙂.txt", b"odd name", ContentType="text/plain")
         # CopyObject with REPLACE to a new key, and onto itself (a metadata-only copy).
         s3.copy_object(Bucket=DATA, Key="copy/replaced", CopySource={"Bucket": DATA, "Key": "put/crc32c.bin"},
                        MetadataDirective="REPLACE", ContentType="image/png", CacheControl="no-cache",
-                       Metadata={"copied": "yes"})
+                       Metadata={"copied": "yes"}, TaggingDirective="REPLACE", Tagging="copied=yes")
         self.objects[(DATA, "copy/replaced")] = self.objects[(DATA, "put/crc32c.bin")]
         put(DATA, "copy/self", b"same bytes, new metadata", ContentType="text/plain", Metadata={"v": "1"})
         with_raw_headers(s3, "CopyObject", {"x-amz-meta-note": "Zoë again".encode()}, lambda: s3.copy_object(
@@ -245,7 +245,10 @@ class World:
         self.complete(DATA, "mp/composite", [os.urandom(5 * MiB), os.urandom(5 * MiB), os.urandom(3 * KiB + 1)],
                       "CRC32", None, ContentType="video/mp4", Metadata={"kind": "composite"})
         self.complete(DATA, "mp/full", [os.urandom(5 * MiB), os.urandom(MiB + 7)], "CRC64NVME", "FULL_OBJECT",
-                      ContentType="application/x-tar", CacheControl="max-age=1", Metadata={"kind": "full"})
+                      ContentType="application/x-tar", CacheControl="max-age=1", Metadata={"kind": "full"},
+                      Tagging="kind=full")
+        # Tags set after the write (the metadata files rewritten in place).
+        s3.put_object_tagging(Bucket=DATA, Key="mp/composite", Tagging={"TagSet": [{"Key": "ü:é", "Value": "日本 x+y"}]})
         # A browser form upload (POST Object, SigV4 policy).
         v4 = client(c, signature_version="s3v4")
         p = v4.generate_presigned_post(PUBLIC, "forms/${filename}", Fields={"x-amz-meta-owner": "web", "Content-Type": "image/png"},
@@ -294,6 +297,7 @@ class World:
                 "ContentEncoding", "ContentLanguage", "ExpiresString", "ChecksumCRC32", "ChecksumCRC32C",
                 "ChecksumCRC64NVME", "ChecksumSHA256", "ChecksumSHA1", "ChecksumType", "PartsCount")}
             snap[f"last-modified {b}/{k}"] = to_second(h["LastModified"])
+            snap[f"tags {b}/{k}"] = c.get_object_tagging(Bucket=b, Key=k)["TagSet"]
             g = c.get_object(Bucket=b, Key=k, ChecksumMode="ENABLED")
             data = g["Body"].read()  # botocore validates the checksum here
             snap[f"get {b}/{k}"] = {"bytes": hashlib.sha256(data).hexdigest(), "right bytes": data == body, **headers_of(g)}

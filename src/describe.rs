@@ -23,7 +23,11 @@ use crate::placement::{key2path, META_SUFFIX};
 
 /// The format version written into both files. Readers take files of this
 /// version and refuse newer ones (an older mkv must not half-understand them).
-pub const VERSION: u32 = 1;
+/// Version 2 adds the tags of a value's metadata file; a file without tags
+/// is still written as version 1, which older readers take.
+pub const VERSION: u32 = 2;
+/// The version bucket files are written in (unchanged since version 1).
+pub const BUCKET_VERSION: u32 = 1;
 /// Folder of the bucket files, at each volume's root.
 pub const BUCKETS_DIR: &str = "/.mkv/buckets/";
 
@@ -52,6 +56,9 @@ pub struct ValueFile {
     /// Stored headers (Content-Type, x-amz-meta-*…), byte-exact.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<(String, HeaderBytes)>,
+    /// S3 object tags (key, value); only in version 2 files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,7 +115,7 @@ impl ValueFile {
         let checksum = meta.checksum.as_ref().map(|(algorithm, value, kind)| Checksum { algorithm: algorithm.clone(), kind: kind.clone(), value: value.clone() });
         let parts = meta.parts.iter().enumerate().map(|(i, &size)| PartFile { size, checksum: meta.part_checksums.get(i).cloned() }).collect();
         ValueFile {
-            version: VERSION,
+            version: if meta.tags.is_empty() { 1 } else { 2 },
             bucket,
             key: object,
             generation: gen.to_string(),
@@ -119,6 +126,7 @@ impl ValueFile {
             checksum,
             parts,
             headers: meta.headers.clone(),
+            tags: meta.tags.clone(),
         }
     }
 
@@ -147,6 +155,7 @@ impl ValueFile {
             parts: self.parts.iter().map(|p| p.size).collect(),
             part_checksums: self.parts.iter().map_while(|p| p.checksum.clone()).collect(),
             unlinked: None,
+            tags: self.tags.clone(),
         };
         (hash, meta)
     }
@@ -238,6 +247,7 @@ mod tests {
             parts: vec![5, 7],
             part_checksums: vec!["AQIDBA==".into(), "BQYHCA==".into()],
             unlinked: None,
+            tags: Vec::new(),
         }
     }
 
@@ -263,6 +273,18 @@ mod tests {
     }
 
     #[test]
+    fn tags_make_a_version_2_file() {
+        let plain = ValueFile::new(b"/b/k", GEN, 1, "00", &meta());
+        assert_eq!(plain.version, 1);
+        assert!(!String::from_utf8(plain.to_json()).unwrap().contains("tags"));
+        let tagged_meta = ObjectMeta { tags: vec![("k".into(), "v".into()), ("e".into(), String::new())], ..meta() };
+        let tagged = ValueFile::new(b"/b/k", GEN, 1, "00", &tagged_meta);
+        assert_eq!(tagged.version, 2);
+        let parsed = ValueFile::parse(&tagged.to_json()).unwrap();
+        assert_eq!(parsed.restore(true).1.tags, tagged_meta.tags);
+    }
+
+    #[test]
     fn newer_versions_are_refused() {
         let mut f = ValueFile::new(b"/b/k", GEN, 1, "00", &ObjectMeta::default());
         f.version = VERSION + 1;
@@ -285,7 +307,7 @@ mod tests {
     fn bucket_file_carries_the_bucket_info() {
         let mut info = BucketInfo { created: 5, owner: Some("MKOWNER".into()), policy: Some("{}".into()), ..Default::default() };
         info.grants.insert("MKREADER".into(), Grant { read: true, ..Default::default() });
-        let f = BucketFile { version: VERSION, name: "b".into(), updated_us: 9, info };
+        let f = BucketFile { version: BUCKET_VERSION, name: "b".into(), updated_us: 9, info };
         let json = String::from_utf8(f.to_json()).unwrap();
         assert!(json.contains("\"owner\":\"MKOWNER\"") && json.contains("\"version\":1"), "{json}");
         assert_eq!(BucketFile::parse(json.as_bytes()).unwrap(), f);

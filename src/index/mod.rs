@@ -52,6 +52,9 @@ pub struct ObjectMeta {
     /// not live without this is a write or delete cut before it finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unlinked: Option<u64>,
+    /// S3 object tags (key, value), in the order given (`s3::tagging`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<(String, String)>,
 }
 
 /// An S3 bucket.

@@ -29,6 +29,9 @@ pub struct Upload {
     pub targets: Vec<String>,
     /// Access key that created it (Initiator and Owner in listings).
     pub owner: String,
+    /// Tags the object will have (`x-amz-tagging` at creation).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -237,7 +240,7 @@ mod tests {
     use crate::index::{BucketDelete, BucketInfo, Deleted, Record};
 
     fn upload() -> Upload {
-        Upload { initiated: 5, headers: vec![], checksum: Some(("CRC32".into(), "COMPOSITE".into())), targets: vec!["v:1".into()], owner: "a".into() }
+        Upload { initiated: 5, headers: vec![], checksum: Some(("CRC32".into(), "COMPOSITE".into())), targets: vec!["v:1".into()], owner: "a".into(), tags: vec![] }
     }
 
     fn part(file: &str) -> Part {

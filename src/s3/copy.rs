@@ -14,15 +14,15 @@ use futures::{StreamExt, TryStreamExt};
 use super::bucket::xml_ok;
 use super::checksum::{ChecksumAlgorithm, ChecksumType, ChecksumValue, ChecksumVerify, Expected};
 use super::error::S3Error;
-use super::object::{check_write_conditions, etag_matches, etag_of, headers_to_store, live_object, same_value_opened};
+use super::object::{change_meta_in_place, check_write_conditions, etag_matches, etag_of, headers_to_store, live_object, same_value_opened, MetaTime};
 use super::permission::Need;
 use super::policy::Action;
 use super::router::MAX_KEY_LEN;
+use super::tagging;
 use super::xml::CopyObjectResult;
 use super::{mkv_key, Ctx};
 use crate::error::Error;
 use crate::index::{HeaderBytes, ObjectMeta, Record};
-use crate::store::describe::{known_md5, now_us};
 use crate::store::now_secs;
 use crate::urlenc::percent_decode;
 
@@ -179,6 +179,21 @@ fn replaces_metadata(ctx: &Ctx) -> Result<bool, S3Error> {
     }
 }
 
+/// COPY (the default) or REPLACE of the tags: with REPLACE, the tags of
+/// `x-amz-tagging` (none without it).
+fn replaced_tags(ctx: &Ctx) -> Result<Option<Vec<(String, String)>>, S3Error> {
+    match ctx.header("x-amz-tagging-directive") {
+        None => Ok(None),
+        Some(v) if v.eq_ignore_ascii_case("COPY") => Ok(None),
+        Some(v) if v.eq_ignore_ascii_case("REPLACE") => tagging::from_request(ctx).map(Some),
+        Some(v) => Err(S3Error::InvalidArgument {
+            message: "Unknown tagging directive.".into(),
+            name: "x-amz-tagging-directive".into(),
+            value: v.to_string(),
+        }),
+    }
+}
+
 /// The checksum a whole-object copy keeps: the source's when it covers the
 /// whole object (a composite one describes parts the copy no longer has).
 fn kept_checksum(meta: &ObjectMeta) -> Option<(String, String, String)> {
@@ -201,6 +216,7 @@ pub async fn copy_object(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
     let replace = replaces_metadata(ctx)?;
     // Validated in both modes (storage class, metadata size); used on REPLACE.
     let new_headers = headers_to_store(ctx)?;
+    let tags = replaced_tags(ctx)?;
     let algorithm = match ctx.header("x-amz-checksum-algorithm") {
         Some(name) => Some(ChecksumAlgorithm::from_name(name).ok_or_else(|| S3Error::InvalidRequest(format!("unsupported checksum algorithm {name:?}")))?),
         None => None,
@@ -212,7 +228,7 @@ pub async fn copy_object(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
             return Err(S3Error::InvalidRequest("This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.".into()));
         }
         if algorithm.is_none() {
-            return replace_metadata_in_place(ctx, new_headers).await;
+            return replace_metadata_in_place(ctx, new_headers, tags).await;
         }
     }
     let src = open_copy_source(ctx, None).await?;
@@ -245,6 +261,7 @@ pub async fn copy_object(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
         headers: if replace { new_headers } else { src.meta.headers.clone() },
         etag: (!store.config.md5sum).then(|| md5.clone()),
         checksum,
+        tags: tags.unwrap_or_else(|| src.meta.tags.clone()),
         ..Default::default()
     };
     let _guard = store.locks.lock(&dest).await;
@@ -257,29 +274,18 @@ pub async fn copy_object(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
     Ok(response)
 }
 
-/// Copy onto itself with REPLACE: the bytes stay, only the metadata and
-/// the modification time change, under the key's lock and only if the
-/// object is still the version whose conditions were checked.
-async fn replace_metadata_in_place(ctx: &Ctx<'_>, headers: Vec<(String, HeaderBytes)>) -> Result<HttpResponse, S3Error> {
-    let store = &ctx.app.store;
-    let key = ctx.mkv_key();
-    let _guard = store.locks.lock(&key).await;
-    let (_, record, meta) = check_copy_source(ctx)?;
-    check_write_conditions(ctx, &key)?;
-    let written_us = now_us();
-    let new = ObjectMeta { mtime: written_us / 1_000_000, headers, ..meta };
-    // The metadata files are replaced whole (nginx renames a complete file
-    // over the old one) before the index: a crash between leaves them newer
-    // than the index, which `verify` reports and `repair` rewrites.
-    let md5 = known_md5(&store.volumes, &key, &record, &new, &[]).await.unwrap_or_default();
-    store.describe_value(&key, &record, &md5, &new, written_us).await.map_err(|e| S3Error::from_store(e, ctx.key()))?;
-    let (k, rec, stored) = (key.clone(), record.clone(), new.clone());
-    // Admin processes do not take our locks: compare-and-swap the record.
-    let swapped = store.index_write(move |ix| ix.put_if(&k, &rec, &rec, Some(&stored))).await;
-    match swapped.map_err(|e| S3Error::InternalError(e.to_string()))? {
-        true => Ok(copy_result(etag_of(&record, &new), &new)),
-        false => Err(S3Error::SlowDown),
-    }
+/// Copy onto itself with REPLACE: the bytes stay, only the metadata (and
+/// the tags with `x-amz-tagging-directive: REPLACE`) and the modification
+/// time change, and only if the object is still the version whose
+/// conditions were checked.
+async fn replace_metadata_in_place(ctx: &Ctx<'_>, headers: Vec<(String, HeaderBytes)>, tags: Option<Vec<(String, String)>>) -> Result<HttpResponse, S3Error> {
+    let (record, new) = change_meta_in_place(ctx, MetaTime::Now, |_, meta| {
+        check_copy_source(ctx)?;
+        check_write_conditions(ctx, &ctx.mkv_key())?;
+        Ok(ObjectMeta { headers, tags: tags.unwrap_or(meta.tags.clone()), ..meta })
+    })
+    .await?;
+    Ok(copy_result(etag_of(&record, &new), &new))
 }
 
 #[cfg(test)]

@@ -83,6 +83,9 @@ pub enum S3Error {
     InvalidRequest(String),
     #[error("The storage class you specified is not valid")]
     InvalidStorageClass,
+    /// A tag set AWS refuses (`s3::tagging::validate`); the message names why.
+    #[error("{0}")]
+    InvalidTag(String),
     #[error("Your key is too long")]
     KeyTooLongError,
     #[error("The XML you provided was not well-formed or did not validate against our published schema")]
@@ -161,6 +164,7 @@ impl S3Error {
             InvalidRange { .. } => "InvalidRange",
             InvalidRequest(_) => "InvalidRequest",
             InvalidStorageClass => "InvalidStorageClass",
+            InvalidTag(_) => "InvalidTag",
             KeyTooLongError => "KeyTooLongError",
             MalformedPolicy(_) => "MalformedPolicy",
             InvalidPolicyDocument(_) => "InvalidPolicyDocument",
@@ -230,6 +234,7 @@ impl S3Error {
             | InvalidPartOrder
             | InvalidRequest(_)
             | InvalidStorageClass
+            | InvalidTag(_)
             | KeyTooLongError
             | MalformedPolicy(_)
             | InvalidPolicyDocument(_)

@@ -17,6 +17,7 @@ pub mod policy;
 pub mod post;
 pub mod router;
 pub mod sigv4;
+pub mod tagging;
 pub mod xml;
 
 use std::time::SystemTime;
@@ -156,7 +157,7 @@ pub fn new_request_id() -> String {
 
 /// Decode a raw query into name/value pairs. SigV4 treats `+` in the query
 /// as a literal plus unless the client signed it as a space.
-fn decode_query(raw: &str, plus_as_space: bool) -> Vec<(String, String)> {
+pub fn decode_query(raw: &str, plus_as_space: bool) -> Vec<(String, String)> {
     raw.split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {
@@ -326,6 +327,10 @@ async fn dispatch(ctx: &Ctx<'_>, payload: web::Payload) -> Result<HttpResponse, 
         Op::PutObject => object::put_object(ctx, payload).await,
         Op::DeleteObject => object::delete_object(ctx).await,
         Op::GetObjectAcl => object::get_acl(ctx),
+        Op::GetObjectAttributes => object::get_object_attributes(ctx),
+        Op::GetObjectTagging => tagging::get_object_tagging(ctx),
+        Op::PutObjectTagging => tagging::put_object_tagging(ctx, payload).await,
+        Op::DeleteObjectTagging => tagging::delete_object_tagging(ctx).await,
         Op::ListObjects => list::list_objects_v1(ctx).await,
         Op::ListObjectsV2 => list::list_objects_v2(ctx).await,
         Op::ListObjectVersions => list::list_object_versions(ctx).await,

@@ -28,6 +28,7 @@ use super::copy::open_copy_source;
 use super::error::S3Error;
 use super::list::{encode, prefix_successor, url_encoding, URL_SAFE};
 use super::object::{check_write_conditions, headers_to_store, write_conditions};
+use super::tagging;
 use super::xml::{
     parse_complete_multipart_upload, CompleteMultipartUploadResult, CompletedPart, CopyPartResult, InitiateMultipartUploadResult,
     ListMultipartUploadsResult, ListPartsResult, Owner, PartEntry, UploadEntry,
@@ -164,6 +165,7 @@ fn sent_algorithm(ctx: &Ctx) -> Option<ChecksumAlgorithm> {
 pub async fn create_multipart_upload(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
     ctx.require_bucket()?;
     let headers = headers_to_store(ctx)?;
+    let tags = tagging::from_request(ctx)?;
     let checksum = requested_checksum(ctx)?;
     let store = &ctx.app.store;
     let key = ctx.mkv_key();
@@ -177,6 +179,7 @@ pub async fn create_multipart_upload(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Er
         checksum: checksum.map(|(a, t)| (a.as_str().to_string(), t.as_str().to_string())),
         targets: store.placement(&key),
         owner: ctx.auth.access_key.clone(),
+        tags,
     };
     let (bucket, k, i) = (ctx.bucket().to_string(), key.clone(), id.clone());
     if !store.index_write(move |ix| ix.create_upload(&bucket, &k, &i, &upload)).await.map_err(internal)? {
@@ -776,6 +779,7 @@ impl Assembly {
             checksum: checksum.clone(),
             parts: self.plan.parts.iter().map(|(_, p)| p.size).collect(),
             part_checksums: self.plan.parts.iter().map(|(_, p)| p.checksum.as_ref().map(|c| c.1.clone())).collect::<Option<_>>().unwrap_or_default(),
+            tags: self.upload.tags.clone(),
             ..Default::default()
         };
         {
@@ -874,7 +878,7 @@ mod tests {
     }
 
     fn upload(checksum: Option<(&str, &str)>) -> Upload {
-        Upload { initiated: 0, headers: vec![], checksum: checksum.map(|(a, t)| (a.into(), t.into())), targets: vec![], owner: "o".into() }
+        Upload { initiated: 0, headers: vec![], checksum: checksum.map(|(a, t)| (a.into(), t.into())), targets: vec![], owner: "o".into(), tags: vec![] }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Object operations: PutObject, GetObject/HeadObject (streamed from a
-//! replica), DeleteObject, GetObjectAcl.
+//! replica), GetObjectAttributes, DeleteObject, GetObjectAcl; changing an
+//! object's metadata in place (CopyObject onto itself, tagging).
 
 use actix_web::body::SizedStream;
 use actix_web::http::header::HeaderValue;
@@ -9,12 +10,14 @@ use futures::TryStreamExt;
 
 use super::body::Body;
 use super::bucket::{acl_document, xml_ok};
-use super::checksum::ChecksumAlgorithm;
+use super::checksum::{ChecksumAlgorithm, ChecksumType, ChecksumValue};
 use super::chunked::is_aws_chunked;
 use super::error::S3Error;
-use super::xml::http_date;
+use super::tagging;
+use super::xml::{http_date, AttributePart, AttributeParts, ObjectAttributes};
 use super::Ctx;
 use crate::index::{HeaderBytes, Index, ObjectMeta, Record};
+use crate::store::describe::{known_md5, now_us, read_value_file};
 use crate::store::now_secs;
 
 /// Headers stored with an object and returned on GET/HEAD (with x-amz-meta-*).
@@ -40,12 +43,11 @@ fn internal(e: impl std::fmt::Display) -> S3Error {
     S3Error::InternalError(e.to_string())
 }
 
-/// Request headers asking for something we do not do (encryption, tags,
-/// object lock): refused, so no client believes it happened.
-const UNSUPPORTED_HEADERS: [&str; 6] = [
+/// Request headers asking for something we do not do (encryption, object
+/// lock): refused, so no client believes it happened.
+const UNSUPPORTED_HEADERS: [&str; 5] = [
     "x-amz-server-side-encryption",
     "x-amz-server-side-encryption-customer-algorithm",
-    "x-amz-tagging",
     "x-amz-object-lock-mode",
     "x-amz-object-lock-retain-until-date",
     "x-amz-object-lock-legal-hold",
@@ -150,6 +152,7 @@ pub fn write_conditions(index: &Index, if_none_match: Option<&str>, if_match: Op
 pub async fn put_object(ctx: &Ctx<'_>, payload: web::Payload) -> Result<HttpResponse, S3Error> {
     ctx.require_bucket()?;
     let headers = headers_to_store(ctx)?;
+    let tags = tagging::from_request(ctx)?;
     let mut body = Body::new(ctx.req, payload, &ctx.auth)?;
     match body.len {
         Some(n) if n > MAX_PUT_SIZE => return Err(S3Error::EntityTooLarge),
@@ -173,6 +176,7 @@ pub async fn put_object(ctx: &Ctx<'_>, payload: web::Payload) -> Result<HttpResp
         headers,
         etag: (!store.config.md5sum).then(|| md5.clone()),
         checksum: checksum.as_ref().map(|c| (c.algorithm.as_str().to_string(), c.value.clone(), "FULL_OBJECT".to_string())),
+        tags,
         ..Default::default()
     };
     store.commit_staged(staged, meta).await.map_err(|e| S3Error::from_store(e, ctx.key()))?;
@@ -185,7 +189,7 @@ pub async fn put_object(ctx: &Ctx<'_>, payload: web::Payload) -> Result<HttpResp
 }
 
 /// `versionId` may only name the one version an unversioned object has.
-fn check_version(ctx: &Ctx) -> Result<(), S3Error> {
+pub fn check_version(ctx: &Ctx) -> Result<(), S3Error> {
     match ctx.param("versionId") {
         None | Some("null") => Ok(()),
         Some(v) => Err(S3Error::InvalidArgument { message: "Invalid version id specified".into(), name: "versionId".into(), value: v.to_string() }),
@@ -366,6 +370,9 @@ fn add_stored_headers(ctx: &Ctx, resp: &mut HttpResponseBuilder, meta: &ObjectMe
     if !has_type {
         resp.insert_header(("Content-Type", "binary/octet-stream"));
     }
+    if !meta.tags.is_empty() {
+        resp.insert_header(("x-amz-tagging-count", meta.tags.len().to_string()));
+    }
     if ctx.header("x-amz-checksum-mode").is_some_and(|v| v.eq_ignore_ascii_case("ENABLED")) {
         if let Some((alg, value, kind)) = checksum {
             if let Some(a) = ChecksumAlgorithm::from_name(alg) {
@@ -375,6 +382,104 @@ fn add_stored_headers(ctx: &Ctx, resp: &mut HttpResponseBuilder, meta: &ObjectMe
                 }
             }
         }
+    }
+}
+
+/// What `x-amz-object-attributes` may name.
+const ATTRIBUTES: [&str; 5] = ["ETag", "Checksum", "ObjectParts", "StorageClass", "ObjectSize"];
+
+/// GetObjectAttributes: the attributes `x-amz-object-attributes` names,
+/// from the index alone; a multipart object's parts paged by
+/// `x-amz-max-parts` (default and cap 1000) after `x-amz-part-number-marker`.
+pub fn get_object_attributes(ctx: &Ctx) -> Result<HttpResponse, S3Error> {
+    ctx.require_bucket()?;
+    check_version(ctx)?;
+    let asked: Vec<&str> = ctx.header("x-amz-object-attributes").unwrap_or("").split(',').map(str::trim).filter(|a| !a.is_empty()).collect();
+    if asked.is_empty() {
+        return Err(S3Error::InvalidRequest("The x-amz-object-attributes header specifying the attributes to be retrieved is either missing or empty".into()));
+    }
+    if let Some(bad) = asked.iter().find(|a| !ATTRIBUTES.contains(a)) {
+        return Err(S3Error::InvalidArgument { message: "Invalid attribute name specified.".into(), name: "x-amz-object-attributes".into(), value: bad.to_string() });
+    }
+    let number = |name: &str, default: u32| match ctx.header(name) {
+        None => Ok(default),
+        Some(v) => v.trim().parse::<u32>().map_err(|_| S3Error::InvalidArgument { message: format!("Invalid {name} value"), name: name.into(), value: v.into() }),
+    };
+    let max_parts = number("x-amz-max-parts", 1000)?.min(1000) as usize;
+    let marker = number("x-amz-part-number-marker", 0)?;
+    let (rec, meta) = live_object(ctx, &ctx.mkv_key())?.ok_or_else(|| S3Error::NoSuchKey { key: ctx.key().to_string() })?;
+    let wants = |a| asked.contains(&a);
+    let algorithm = meta.checksum.as_ref().and_then(|(alg, _, _)| ChecksumAlgorithm::from_name(alg));
+    let checksum = match (&meta.checksum, algorithm) {
+        (Some((_, value, kind)), Some(algorithm)) if wants("Checksum") => {
+            ChecksumType::from_name(kind).map(|t| (ChecksumValue { algorithm, value: value.clone() }, t))
+        }
+        _ => None,
+    };
+    let parts = (wants("ObjectParts") && !meta.parts.is_empty()).then(|| {
+        let listed: Vec<AttributePart> = (1..=meta.parts.len() as u32)
+            .zip(meta.parts.iter().zip(meta.part_checksums.iter().map(Some).chain(std::iter::repeat(None))))
+            .skip_while(|(n, _)| *n <= marker)
+            .take(max_parts + 1)
+            .map(|(number, (&size, c))| AttributePart { number, size, checksum: c.zip(algorithm).map(|(v, algorithm)| ChecksumValue { algorithm, value: v.clone() }) })
+            .collect();
+        let truncated = listed.len() > max_parts;
+        AttributeParts { count: meta.parts.len(), marker, max: max_parts, truncated, parts: listed.into_iter().take(max_parts).collect() }
+    });
+    let doc = ObjectAttributes {
+        etag: wants("ETag").then(|| etag_of(&rec, &meta)),
+        checksum,
+        parts,
+        storage_class: wants("StorageClass"),
+        size: wants("ObjectSize").then_some(meta.size),
+    };
+    let mut resp = xml_ok(doc.to_xml());
+    if let Ok(date) = HeaderValue::from_str(&http_date(meta.mtime)) {
+        resp.headers_mut().insert(actix_web::http::header::LAST_MODIFIED, date);
+    }
+    Ok(resp)
+}
+
+/// The time a metadata change gives the object: now (a CopyObject onto
+/// itself), or the value's own (tagging, which leaves Last-Modified).
+pub enum MetaTime {
+    Now,
+    Keep,
+}
+
+/// Change a live object's metadata, never its bytes, under the key's lock:
+/// `change` gets the current record and metadata and may refuse. The
+/// value's metadata files are replaced whole (nginx renames a complete file
+/// over the old one) before the index, whose record must still be the one
+/// read (admin processes do not take our locks). A crash between leaves
+/// the files newer than the index, which `verify` reports and `repair`
+/// rewrites.
+pub async fn change_meta_in_place(
+    ctx: &Ctx<'_>,
+    time: MetaTime,
+    change: impl FnOnce(&Record, ObjectMeta) -> Result<ObjectMeta, S3Error>,
+) -> Result<(Record, ObjectMeta), S3Error> {
+    let store = &ctx.app.store;
+    let key = ctx.mkv_key();
+    let _guard = store.locks.lock(&key).await;
+    let (record, meta) = live_object(ctx, &key)?.ok_or_else(|| S3Error::NoSuchKey { key: ctx.key().to_string() })?;
+    let new = change(&record, meta)?;
+    let file = read_value_file(&store.volumes, &key, &record).await;
+    let written_us = match time {
+        MetaTime::Now => now_us(),
+        // The file's own time when it agrees with the index; else the last
+        // microsecond of the recorded second, which still ranks this value
+        // above any older one of that second for `rebuild`.
+        MetaTime::Keep => file.as_ref().map(|f| f.written_us).filter(|us| us / 1_000_000 == new.mtime).unwrap_or(new.mtime * 1_000_000 + 999_999),
+    };
+    let new = ObjectMeta { mtime: written_us / 1_000_000, ..new };
+    let md5 = known_md5(&store.volumes, &key, &record, &new, file.as_slice()).await.unwrap_or_default();
+    store.describe_value(&key, &record, &md5, &new, written_us).await.map_err(|e| S3Error::from_store(e, ctx.key()))?;
+    let (k, rec, stored) = (key.clone(), record.clone(), new.clone());
+    let swapped = store.index_write(move |ix| ix.put_if(&k, &rec, &rec, Some(&stored))).await;
+    match swapped.map_err(internal)? {
+        true => Ok((record, new)),
+        false => Err(S3Error::SlowDown),
     }
 }
 

@@ -46,9 +46,10 @@ pub fn needs(op: &Op) -> Option<Need> {
         // PostObject authorizes itself: its signer is in the form.
         ListBuckets | CreateBucket | PostObject => None,
         HeadBucket | GetBucketLocation | GetBucketVersioning | GetBucketDefault(_) | ListObjects | ListObjectsV2
-        | ListObjectVersions | ListMultipartUploads | GetObject | HeadObject | GetObjectAcl | ListParts => Some(Need::Read),
+        | ListObjectVersions | ListMultipartUploads | GetObject | HeadObject | GetObjectAcl | GetObjectAttributes | GetObjectTagging
+        | ListParts => Some(Need::Read),
         PutObject | CopyObject | DeleteObject | DeleteObjects | CreateMultipartUpload | UploadPart | UploadPartCopy
-        | CompleteMultipartUpload | AbortMultipartUpload => Some(Need::Write),
+        | CompleteMultipartUpload | AbortMultipartUpload | PutObjectTagging | DeleteObjectTagging => Some(Need::Write),
         DeleteBucket | GetBucketPolicy | PutBucketPolicy | DeleteBucketPolicy | GetBucketCors | PutBucketCors | DeleteBucketCors => {
             Some(Need::Owner)
         }
@@ -62,7 +63,8 @@ pub fn needs(op: &Op) -> Option<Need> {
 pub fn policy_action(op: &Op) -> Option<Action> {
     use Op::*;
     match op {
-        GetObject | HeadObject => Some(Action::GetObject),
+        // AWS also wants s3:GetObjectAttributes; reading the object covers it.
+        GetObject | HeadObject | GetObjectAttributes => Some(Action::GetObject),
         ListObjects | ListObjectsV2 | ListObjectVersions => Some(Action::ListBucket),
         PutObject | CopyObject | CreateMultipartUpload | UploadPart | UploadPartCopy | CompleteMultipartUpload | AbortMultipartUpload => {
             Some(Action::PutObject)

@@ -259,6 +259,11 @@ pub async fn post_object(ctx: &Ctx<'_>, payload: web::Payload) -> Result<HttpRes
     ctx.require_as(&who, Need::Write, ctx.bucket(), Some((Action::PutObject, Some(&s3_key))))?;
     let key = super::mkv_key(ctx.bucket(), &s3_key);
     let headers = form_headers(&form);
+    // The `tagging` field is a `<Tagging>` document, as PutObjectTagging's body.
+    let tags = match form.field("tagging") {
+        Some(doc) => super::xml::parse_tagging(doc.as_bytes()).and_then(|t| super::tagging::validate(&t).map(|()| t))?,
+        None => Vec::new(),
+    };
     let (min, max) = range;
     // The file streams to the volumes; over `max` stops it at once.
     let count = std::rc::Rc::new(std::cell::Cell::new(0u64));
@@ -281,7 +286,7 @@ pub async fn post_object(ctx: &Ctx<'_>, payload: web::Payload) -> Result<HttpRes
         return Err(S3Error::EntityTooSmall);
     }
     let md5 = staged.written.md5_hex();
-    let meta = ObjectMeta { mtime: now_secs(), headers, etag: (!store.config.md5sum).then(|| md5.clone()), ..Default::default() };
+    let meta = ObjectMeta { mtime: now_secs(), headers, etag: (!store.config.md5sum).then(|| md5.clone()), tags, ..Default::default() };
     {
         let _guard = store.locks.lock(&key).await;
         store.commit_staged(staged, meta).await.map_err(|e| S3Error::from_store(e, &s3_key))?;

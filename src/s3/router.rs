@@ -38,6 +38,10 @@ pub enum Op {
     AbortMultipartUpload,
     ListParts,
     GetObjectAcl,
+    GetObjectAttributes,
+    GetObjectTagging,
+    PutObjectTagging,
+    DeleteObjectTagging,
     /// Valid S3, not implemented: answered 501, never a fake success.
     NotImplemented(&'static str),
 }
@@ -85,6 +89,10 @@ impl Op {
             Op::AbortMultipartUpload => "AbortMultipartUpload",
             Op::ListParts => "ListParts",
             Op::GetObjectAcl => "GetObjectAcl",
+            Op::GetObjectAttributes => "GetObjectAttributes",
+            Op::GetObjectTagging => "GetObjectTagging",
+            Op::PutObjectTagging => "PutObjectTagging",
+            Op::DeleteObjectTagging => "DeleteObjectTagging",
             Op::NotImplemented(_) => "NotImplemented",
         }
     }
@@ -133,7 +141,7 @@ const EMPTY: [(&str, &str); 4] = [
 const UNSUPPORTED_BUCKET: [&str; 8] = ["analytics", "metrics", "inventory", "intelligent-tiering", "policyStatus", "torrent", "restore", "select"];
 
 /// Sub-resources we do not implement on objects.
-const UNSUPPORTED_OBJECT: [&str; 9] = ["tagging", "retention", "legal-hold", "torrent", "restore", "select", "attributes", "renameObject", "versions"];
+const UNSUPPORTED_OBJECT: [&str; 7] = ["retention", "legal-hold", "torrent", "restore", "select", "renameObject", "versions"];
 
 /// Decide the operation. `path` is the decoded request path; `query` the
 /// decoded parameter names present; `copy_source` whether
@@ -233,9 +241,18 @@ fn object_op(method: &str, has: &dyn Fn(&str) -> bool, copy_source: bool) -> Op 
     if let Some(sub) = UNSUPPORTED_OBJECT.iter().find(|s| has(s)) {
         return Op::NotImplemented(sub);
     }
+    if has("tagging") {
+        return match method {
+            "GET" => Op::GetObjectTagging,
+            "PUT" => Op::PutObjectTagging,
+            "DELETE" => Op::DeleteObjectTagging,
+            _ => Op::NotImplemented("this method on an object's tags"),
+        };
+    }
     match method {
         "GET" if has("uploadId") => Op::ListParts,
         "GET" if has("acl") => Op::GetObjectAcl,
+        "GET" if has("attributes") => Op::GetObjectAttributes,
         "GET" => Op::GetObject,
         "HEAD" => Op::HeadObject,
         "PUT" if has("acl") => Op::NotImplemented("PutObjectAcl"),
@@ -318,7 +335,12 @@ mod tests {
         assert_eq!(op("DELETE", "/b/k", &["uploadId"]), Op::AbortMultipartUpload);
         assert_eq!(op("GET", "/b/k", &["uploadId"]), Op::ListParts);
         assert_eq!(op("GET", "/b/k", &["versionId"]), Op::GetObject);
-        assert_eq!(op("GET", "/b/k", &["tagging"]), Op::NotImplemented("tagging"));
+        assert_eq!(op("GET", "/b/k", &["tagging"]), Op::GetObjectTagging);
+        assert_eq!(op("PUT", "/b/k", &["tagging"]), Op::PutObjectTagging);
+        assert_eq!(op("DELETE", "/b/k", &["tagging"]), Op::DeleteObjectTagging);
+        assert_eq!(op("POST", "/b/k", &["tagging"]), Op::NotImplemented("this method on an object's tags"));
+        assert_eq!(op("GET", "/b/k", &["attributes"]), Op::GetObjectAttributes);
+        assert_eq!(op("GET", "/b/k", &["retention"]), Op::NotImplemented("retention"));
         assert!(matches!(route("PATCH", "/b", &[], false, None), Err(S3Error::MethodNotAllowed)));
     }
 

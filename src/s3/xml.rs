@@ -807,6 +807,98 @@ pub fn parse_cors_configuration(body: &[u8]) -> Result<Vec<CorsRule>, S3Error> {
     Ok(rules)
 }
 
+/// A `<Tagging>` body (PutObjectTagging, a POST form's `tagging` field):
+/// its tags in order. Without `<TagSet>`, or a tag without `<Key>` or
+/// `<Value>`, it is `MalformedXML` (the rules on the tags are
+/// `tagging::validate`'s).
+pub fn parse_tagging(body: &[u8]) -> Result<Vec<(String, String)>, S3Error> {
+    let root = parse_root(body, "Tagging")?;
+    let set = root.child("TagSet").ok_or(S3Error::MalformedXML)?;
+    set.children("Tag")
+        .map(|t| Some((t.child("Key")?.text.clone(), t.child("Value")?.text.clone())))
+        .collect::<Option<Vec<_>>>()
+        .ok_or(S3Error::MalformedXML)
+}
+
+/// GetObjectTagging's answer (an empty `TagSet` when there are none).
+pub fn tagging(tags: &[(String, String)]) -> String {
+    let mut d = Doc::new("Tagging");
+    d.open("TagSet");
+    for (key, value) in tags {
+        d.open("Tag");
+        d.elem("Key", key);
+        d.elem("Value", value);
+        d.close("Tag");
+    }
+    d.close("TagSet");
+    d.finish("Tagging")
+}
+
+/// One part as GetObjectAttributes lists it.
+pub struct AttributePart {
+    pub number: u32,
+    pub size: u64,
+    pub checksum: Option<ChecksumValue>,
+}
+
+/// The page of parts GetObjectAttributes answers for a multipart object.
+pub struct AttributeParts {
+    pub count: usize,
+    pub marker: u32,
+    pub max: usize,
+    pub truncated: bool,
+    pub parts: Vec<AttributePart>,
+}
+
+/// GetObjectAttributes' answer: each attribute asked for that the object
+/// has (`ETag` without quotes, as AWS writes it here).
+pub struct ObjectAttributes {
+    pub etag: Option<String>,
+    pub checksum: Option<(ChecksumValue, ChecksumType)>,
+    pub parts: Option<AttributeParts>,
+    pub storage_class: bool,
+    pub size: Option<u64>,
+}
+
+impl ObjectAttributes {
+    pub fn to_xml(&self) -> String {
+        let mut d = Doc::new("GetObjectAttributesResponse");
+        d.opt("ETag", self.etag.as_deref());
+        if let Some((value, kind)) = &self.checksum {
+            d.open("Checksum");
+            d.checksum(Some(value), Some(*kind));
+            d.close("Checksum");
+        }
+        if let Some(p) = &self.parts {
+            d.open("ObjectParts");
+            d.num("PartsCount", p.count);
+            d.num("PartNumberMarker", p.marker);
+            if let Some(last) = p.parts.last().filter(|_| p.truncated) {
+                d.num("NextPartNumberMarker", last.number);
+            }
+            d.num("MaxParts", p.max);
+            d.bool("IsTruncated", p.truncated);
+            for part in &p.parts {
+                d.open("Part");
+                d.num("PartNumber", part.number);
+                d.num("Size", part.size);
+                if let Some(c) = &part.checksum {
+                    d.elem(c.algorithm.xml_element(), &c.value);
+                }
+                d.close("Part");
+            }
+            d.close("ObjectParts");
+        }
+        if self.storage_class {
+            d.elem("StorageClass", "STANDARD");
+        }
+        if let Some(size) = self.size {
+            d.num("ObjectSize", size);
+        }
+        d.finish("GetObjectAttributesResponse")
+    }
+}
+
 /// POST Object's answer with `success_action_status=201`.
 pub fn post_response(location: &str, bucket: &str, key: &str, etag: &str) -> String {
     format!(

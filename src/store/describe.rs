@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 
 use super::Store;
-use crate::describe::{bucket_url, meta_url, BucketFile, ValueFile, VERSION};
+use crate::describe::{bucket_url, meta_url, BucketFile, ValueFile, BUCKET_VERSION};
 use crate::error::{Error, Result};
 use crate::index::{BucketInfo, ObjectMeta, Record};
 use crate::volume::VolumeClient;
@@ -31,7 +31,7 @@ pub async fn put_value_files(client: &VolumeClient, key: &[u8], rec: &Record, fi
 /// Write (or, for a bucket that is gone, delete) a bucket's file on every
 /// volume. Returns the volumes that failed, with why.
 pub async fn put_bucket_files(client: &VolumeClient, volumes: &[String], name: &str, info: Option<&BucketInfo>) -> Vec<(String, Error)> {
-    let body = info.map(|info| Bytes::from(BucketFile { version: VERSION, name: name.to_string(), updated_us: now_us(), info: info.clone() }.to_json()));
+    let body = info.map(|info| Bytes::from(BucketFile { version: BUCKET_VERSION, name: name.to_string(), updated_us: now_us(), info: info.clone() }.to_json()));
     let calls = volumes.iter().map(|v| {
         let body = body.clone();
         async move {
@@ -60,10 +60,16 @@ pub async fn known_md5(client: &VolumeClient, key: &[u8], rec: &Record, meta: &O
     if let Some(file) = read.iter().find(|f| f.generation == rec.gen) {
         return Some(file.md5.clone());
     }
+    read_value_file(client, key, rec).await.map(|f| f.md5)
+}
+
+/// The metadata file of a record's value, from the first of its volumes
+/// that has a readable one (`None` for native values: they have none).
+pub async fn read_value_file(client: &VolumeClient, key: &[u8], rec: &Record) -> Option<ValueFile> {
     for url in rec.volumes.iter().filter_map(|v| meta_url(v, key, &rec.gen)) {
         if let Ok(Some(body)) = client.get_bytes(&url).await {
             if let Ok(file) = ValueFile::parse(&body) {
-                return Some(file.md5);
+                return Some(file);
             }
         }
     }
