@@ -59,7 +59,8 @@ def test_bucket_lifecycle(s3, cluster):
             probe(Bucket="life-cycle")
         assert code(e) == want and status(e) == 404
     with pytest.raises(ClientError) as e:
-        s3.put_bucket_tagging(Bucket="life-cycle", Tagging={"TagSet": [{"Key": "a", "Value": "b"}]})
+        s3.put_bucket_lifecycle_configuration(Bucket="life-cycle", LifecycleConfiguration={"Rules": [
+            {"ID": "x", "Status": "Enabled", "Filter": {"Prefix": ""}, "Expiration": {"Days": 1}}]})
     assert code(e) == "NotImplemented" and status(e) == 501
     s3.put_object(Bucket="life-cycle", Key="x", Body=b"x")
     with pytest.raises(ClientError) as e:

@@ -1,4 +1,4 @@
-"""Object tags (PutObjectTagging, GetObjectTagging, DeleteObjectTagging,
+"""Bucket tags, object tags (PutObjectTagging, GetObjectTagging, DeleteObjectTagging,
 `x-amz-tagging` on PutObject, CopyObject and multipart; POST's `tagging`
 field is in test_s3_post.py) and
 GetObjectAttributes, with boto3 against a real cluster."""
@@ -144,3 +144,25 @@ def test_object_attributes_of_a_plain_object(s3, bucket):
         s3.get_object_attributes(Bucket=bucket, Key="k", ObjectAttributes=["Color"])
     assert code(e) == "InvalidArgument"
 
+
+
+def test_bucket_tags(s3, bucket):
+    with pytest.raises(ClientError) as e:
+        s3.get_bucket_tagging(Bucket=bucket)
+    assert code(e) == "NoSuchTagSet" and e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    pairs = [(f"k{i}", f"v{i}") for i in range(49)] + [("cost center", "ü 1")]
+    r = s3.put_bucket_tagging(Bucket=bucket, Tagging=tagset(pairs))
+    assert r["ResponseMetadata"]["HTTPStatusCode"] == 204
+    assert [(t["Key"], t["Value"]) for t in s3.get_bucket_tagging(Bucket=bucket)["TagSet"]] == pairs
+    for bad in ([(f"k{i}", "v") for i in range(51)], [("a", "1"), ("a", "2")], [("aws:x", "1")]):
+        with pytest.raises(ClientError) as e:
+            s3.put_bucket_tagging(Bucket=bucket, Tagging=tagset(bad))
+        assert code(e) == "InvalidTag"
+    assert len(s3.get_bucket_tagging(Bucket=bucket)["TagSet"]) == 50
+    s3.delete_bucket_tagging(Bucket=bucket)
+    with pytest.raises(ClientError) as e:
+        s3.get_bucket_tagging(Bucket=bucket)
+    assert code(e) == "NoSuchTagSet"
+    with pytest.raises(ClientError) as e:
+        s3.put_bucket_tagging(Bucket="no-such-bucket-here", Tagging=tagset([("a", "1")]))
+    assert code(e) == "NoSuchBucket"

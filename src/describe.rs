@@ -23,11 +23,11 @@ use crate::placement::{key2path, META_SUFFIX};
 
 /// The format version written into both files. Readers take files of this
 /// version and refuse newer ones (an older mkv must not half-understand them).
-/// Version 2 adds the tags of a value's metadata file; a file without tags
-/// is still written as version 1, which older readers take.
+/// Version 2 adds tags (of a value in its metadata file, of a bucket in its
+/// file); a file without tags is still written as version 1, which older
+/// readers take.
 pub const VERSION: u32 = 2;
-/// The version bucket files are written in (unchanged since version 1).
-pub const BUCKET_VERSION: u32 = 1;
+
 /// Folder of the bucket files, at each volume's root.
 pub const BUCKETS_DIR: &str = "/.mkv/buckets/";
 
@@ -196,6 +196,11 @@ pub struct BucketFile {
 }
 
 impl BucketFile {
+    /// A bucket's file as written now.
+    pub fn new(name: &str, updated_us: u64, info: &BucketInfo) -> BucketFile {
+        BucketFile { version: if info.tags.is_empty() { 1 } else { 2 }, name: name.to_string(), updated_us, info: info.clone() }
+    }
+
     pub fn parse(bytes: &[u8]) -> Result<BucketFile, FormatError> {
         parse(bytes, |f: &BucketFile| f.version)
     }
@@ -307,9 +312,13 @@ mod tests {
     fn bucket_file_carries_the_bucket_info() {
         let mut info = BucketInfo { created: 5, owner: Some("MKOWNER".into()), policy: Some("{}".into()), ..Default::default() };
         info.grants.insert("MKREADER".into(), Grant { read: true, ..Default::default() });
-        let f = BucketFile { version: BUCKET_VERSION, name: "b".into(), updated_us: 9, info };
+        let f = BucketFile::new("b", 9, &info);
         let json = String::from_utf8(f.to_json()).unwrap();
         assert!(json.contains("\"owner\":\"MKOWNER\"") && json.contains("\"version\":1"), "{json}");
         assert_eq!(BucketFile::parse(json.as_bytes()).unwrap(), f);
+        let tagged = BucketInfo { tags: vec![("cost".into(), "team".into())], ..info };
+        let f = BucketFile::new("b", 9, &tagged);
+        assert_eq!(f.version, 2);
+        assert_eq!(BucketFile::parse(&f.to_json()).unwrap().info, tagged);
     }
 }

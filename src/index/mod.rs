@@ -74,6 +74,9 @@ pub struct BucketInfo {
     /// CORS rules (PutBucketCors), in order; none: CORS is off.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cors: Vec<CorsRule>,
+    /// Bucket tags (PutBucketTagging), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<(String, String)>,
 }
 
 /// One `<CORSRule>` (the matching is `s3::cors`).

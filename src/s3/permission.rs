@@ -50,9 +50,8 @@ pub fn needs(op: &Op) -> Option<Need> {
         | ListParts => Some(Need::Read),
         PutObject | CopyObject | DeleteObject | DeleteObjects | CreateMultipartUpload | UploadPart | UploadPartCopy
         | CompleteMultipartUpload | AbortMultipartUpload | PutObjectTagging | DeleteObjectTagging => Some(Need::Write),
-        DeleteBucket | GetBucketPolicy | PutBucketPolicy | DeleteBucketPolicy | GetBucketCors | PutBucketCors | DeleteBucketCors => {
-            Some(Need::Owner)
-        }
+        DeleteBucket | GetBucketPolicy | PutBucketPolicy | DeleteBucketPolicy | GetBucketCors | PutBucketCors | DeleteBucketCors
+        | GetBucketTagging | PutBucketTagging | DeleteBucketTagging => Some(Need::Owner),
         // Answered 501 whoever asks.
         NotImplemented(_) => None,
     }

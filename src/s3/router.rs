@@ -13,6 +13,9 @@ pub enum Op {
     GetBucketCors,
     PutBucketCors,
     DeleteBucketCors,
+    GetBucketTagging,
+    PutBucketTagging,
+    DeleteBucketTagging,
     /// A browser form upload to the bucket.
     PostObject,
     HeadBucket,
@@ -51,7 +54,14 @@ impl Op {
     pub fn changes_bucket(&self) -> bool {
         matches!(
             self,
-            Op::CreateBucket | Op::DeleteBucket | Op::PutBucketPolicy | Op::DeleteBucketPolicy | Op::PutBucketCors | Op::DeleteBucketCors
+            Op::CreateBucket
+                | Op::DeleteBucket
+                | Op::PutBucketPolicy
+                | Op::DeleteBucketPolicy
+                | Op::PutBucketCors
+                | Op::DeleteBucketCors
+                | Op::PutBucketTagging
+                | Op::DeleteBucketTagging
         )
     }
 
@@ -66,6 +76,9 @@ impl Op {
             Op::GetBucketCors => "GetBucketCors",
             Op::PutBucketCors => "PutBucketCors",
             Op::DeleteBucketCors => "DeleteBucketCors",
+            Op::GetBucketTagging => "GetBucketTagging",
+            Op::PutBucketTagging => "PutBucketTagging",
+            Op::DeleteBucketTagging => "DeleteBucketTagging",
             Op::PostObject => "PostObject",
             Op::HeadBucket => "HeadBucket",
             Op::DeleteBucket => "DeleteBucket",
@@ -119,9 +132,8 @@ pub struct Route {
 /// Longest S3 key, in bytes of UTF-8.
 pub const MAX_KEY_LEN: usize = 1024;
 
-const MISSING: [(&str, &str, &str); 8] = [
+const MISSING: [(&str, &str, &str); 7] = [
     ("lifecycle", "NoSuchLifecycleConfiguration", "The lifecycle configuration does not exist"),
-    ("tagging", "NoSuchTagSet", "The TagSet does not exist"),
     ("website", "NoSuchWebsiteConfiguration", "The specified bucket does not have a website configuration"),
     ("encryption", "ServerSideEncryptionConfigurationNotFoundError", "The server side encryption configuration was not found"),
     ("replication", "ReplicationConfigurationNotFoundError", "The replication configuration was not found"),
@@ -195,6 +207,14 @@ fn bucket_op(method: &str, has: &dyn Fn(&str) -> bool) -> Result<Op, S3Error> {
             "PUT" => Op::PutBucketCors,
             "DELETE" => Op::DeleteBucketCors,
             _ => Op::NotImplemented("this method on a CORS configuration"),
+        });
+    }
+    if has("tagging") {
+        return Ok(match method {
+            "GET" => Op::GetBucketTagging,
+            "PUT" => Op::PutBucketTagging,
+            "DELETE" => Op::DeleteBucketTagging,
+            _ => Op::NotImplemented("this method on a bucket's tags"),
         });
     }
     let op = match method {
@@ -322,7 +342,9 @@ mod tests {
         assert_eq!(op("GET", "/b", &["delimiter"]), Op::ListObjects);
         assert_eq!(op("GET", "/b", &["versions"]), Op::ListObjectVersions);
         assert_eq!(op("GET", "/b", &["location"]), Op::GetBucketLocation);
-        assert_eq!(op("GET", "/b", &["tagging"]), Op::GetBucketDefault(BucketDefault::Missing("NoSuchTagSet", "The TagSet does not exist")));
+        assert_eq!(op("GET", "/b", &["tagging"]), Op::GetBucketTagging);
+        assert_eq!(op("PUT", "/b", &["tagging"]), Op::PutBucketTagging);
+        assert_eq!(op("DELETE", "/b", &["tagging"]), Op::DeleteBucketTagging);
         assert_eq!(op("PUT", "/b", &[]), Op::CreateBucket);
         assert_eq!(op("PUT", "/b", &["versioning"]), Op::NotImplemented("changing bucket configuration"));
         assert_eq!(op("POST", "/b", &["delete"]), Op::DeleteObjects);

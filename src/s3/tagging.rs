@@ -1,8 +1,9 @@
-//! Object tags: PutObjectTagging, GetObjectTagging, DeleteObjectTagging,
-//! and `x-amz-tagging` on the writes that create an object. Tags are part of
-//! the object's metadata (index and metadata files on the volumes), so a
-//! rebuild gives them back; changing them never touches the bytes, the ETag
-//! or Last-Modified, as in AWS.
+//! Tags. Of objects: PutObjectTagging, GetObjectTagging,
+//! DeleteObjectTagging, and `x-amz-tagging` on the writes that create an
+//! object; they are part of the object's metadata (index and metadata files
+//! on the volumes), so a rebuild gives them back, and changing them never
+//! touches the bytes, the ETag or Last-Modified, as in AWS. Of buckets:
+//! Put/Get/DeleteBucketTagging, kept with the bucket (and its files).
 
 use actix_web::{web, HttpResponse};
 
@@ -13,8 +14,9 @@ use super::object::{change_meta_in_place, check_version, live_object, MetaTime};
 use super::{decode_query, xml, Ctx};
 use crate::index::ObjectMeta;
 
-/// AWS's limits on an object's tags.
-const MAX_TAGS: usize = 10;
+/// AWS's limits on tags: per object, per bucket, and their sizes.
+const MAX_OBJECT_TAGS: usize = 10;
+const MAX_BUCKET_TAGS: usize = 50;
 const MAX_KEY_CHARS: usize = 128;
 const MAX_VALUE_CHARS: usize = 256;
 
@@ -27,12 +29,26 @@ fn invalid(message: &str) -> S3Error {
     S3Error::InvalidTag(message.to_string())
 }
 
-/// Check a tag set as AWS does: at most 10 tags, unique keys of 1–128
-/// characters not starting `aws:`, values of at most 256, AWS's alphabet.
+/// Check an object's tag set as AWS does: at most 10 tags, then
+/// [`check_each`].
 pub fn validate(tags: &[(String, String)]) -> Result<(), S3Error> {
-    if tags.len() > MAX_TAGS {
-        return Err(S3Error::BadRequest(format!("Object tags cannot be greater than {MAX_TAGS}")));
+    if tags.len() > MAX_OBJECT_TAGS {
+        return Err(S3Error::BadRequest(format!("Object tags cannot be greater than {MAX_OBJECT_TAGS}")));
     }
+    check_each(tags)
+}
+
+/// A bucket's tag set: at most 50 tags, then [`check_each`].
+fn validate_bucket(tags: &[(String, String)]) -> Result<(), S3Error> {
+    if tags.len() > MAX_BUCKET_TAGS {
+        return Err(invalid(&format!("Bucket tag count cannot be greater than {MAX_BUCKET_TAGS}")));
+    }
+    check_each(tags)
+}
+
+/// Unique keys of 1–128 characters not starting `aws:`, values of at most
+/// 256, AWS's alphabet.
+fn check_each(tags: &[(String, String)]) -> Result<(), S3Error> {
     for (i, (key, value)) in tags.iter().enumerate() {
         if key.is_empty() || !allowed(key) {
             return Err(invalid("The TagKey you have provided is invalid"));
@@ -97,6 +113,35 @@ pub async fn delete_object_tagging(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Erro
     Ok(HttpResponse::NoContent().finish())
 }
 
+pub async fn put_bucket_tagging(ctx: &Ctx<'_>, payload: web::Payload) -> Result<HttpResponse, S3Error> {
+    let body = Body::new(ctx.req, payload, &ctx.auth)?.read_all().await?;
+    let tags = xml::parse_tagging(&body)?;
+    validate_bucket(&tags)?;
+    set_bucket_tags(ctx, tags)?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub fn get_bucket_tagging(ctx: &Ctx) -> Result<HttpResponse, S3Error> {
+    let info = ctx.app.store.index.bucket(ctx.bucket()).map_err(|e| S3Error::InternalError(e.to_string()))?;
+    match info.map(|b| b.tags).filter(|t| !t.is_empty()) {
+        Some(tags) => Ok(xml_ok(xml::tagging(&tags))),
+        None => Err(S3Error::NotConfigured { code: "NoSuchTagSet", message: "The TagSet does not exist", bucket: ctx.bucket().to_string() }),
+    }
+}
+
+pub fn delete_bucket_tagging(ctx: &Ctx) -> Result<HttpResponse, S3Error> {
+    set_bucket_tags(ctx, Vec::new())?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+fn set_bucket_tags(ctx: &Ctx, tags: Vec<(String, String)>) -> Result<(), S3Error> {
+    let updated = ctx.app.store.index.update_bucket(ctx.bucket(), |b| {
+        b.tags = tags;
+        (true, ())
+    });
+    updated.map_err(|e| S3Error::InternalError(e.to_string()))?.ok_or_else(|| S3Error::NoSuchBucket { bucket: ctx.bucket().to_string() })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +171,11 @@ mod tests {
         validate(&tags(&[("x:aws", ""), ("a b_c.d:e/f=g+h-i@j", "ü 1")])).unwrap();
         assert_eq!(code(validate(&tags(&[("a,b", "1")]))), "InvalidTag");
         assert_eq!(code(validate(&tags(&[("a", "x\ny")]))), "InvalidTag");
+        let fifty: Vec<_> = (0..50).map(|i| (format!("k{i}"), "v".to_string())).collect();
+        validate_bucket(&fifty).unwrap();
+        let more: Vec<_> = (0..51).map(|i| (format!("k{i}"), "v".to_string())).collect();
+        assert_eq!(code(validate_bucket(&more)), "InvalidTag");
+        assert_eq!(code(validate_bucket(&tags(&[("a", "1"), ("a", "2")]))), "InvalidTag");
     }
 
     #[test]

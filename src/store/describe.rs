@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 
 use super::Store;
-use crate::describe::{bucket_url, meta_url, BucketFile, ValueFile, BUCKET_VERSION};
+use crate::describe::{bucket_url, meta_url, BucketFile, ValueFile};
 use crate::error::{Error, Result};
 use crate::index::{BucketInfo, ObjectMeta, Record};
 use crate::volume::VolumeClient;
@@ -31,7 +31,7 @@ pub async fn put_value_files(client: &VolumeClient, key: &[u8], rec: &Record, fi
 /// Write (or, for a bucket that is gone, delete) a bucket's file on every
 /// volume. Returns the volumes that failed, with why.
 pub async fn put_bucket_files(client: &VolumeClient, volumes: &[String], name: &str, info: Option<&BucketInfo>) -> Vec<(String, Error)> {
-    let body = info.map(|info| Bytes::from(BucketFile { version: BUCKET_VERSION, name: name.to_string(), updated_us: now_us(), info: info.clone() }.to_json()));
+    let body = info.map(|info| Bytes::from(BucketFile::new(name, now_us(), info).to_json()));
     let calls = volumes.iter().map(|v| {
         let body = body.clone();
         async move {
