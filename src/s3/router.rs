@@ -193,28 +193,18 @@ fn bucket_op(method: &str, has: &dyn Fn(&str) -> bool) -> Result<Op, S3Error> {
     if let Some(sub) = UNSUPPORTED_BUCKET.iter().find(|s| has(s)) {
         return Ok(Op::NotImplemented(sub));
     }
-    if has("policy") {
+    // Configurations read, replaced and removed by GET, PUT and DELETE.
+    let configs = [
+        ("policy", [Op::GetBucketPolicy, Op::PutBucketPolicy, Op::DeleteBucketPolicy], "this method on a bucket policy"),
+        ("cors", [Op::GetBucketCors, Op::PutBucketCors, Op::DeleteBucketCors], "this method on a CORS configuration"),
+        ("tagging", [Op::GetBucketTagging, Op::PutBucketTagging, Op::DeleteBucketTagging], "this method on a bucket's tags"),
+    ];
+    if let Some((_, [get, put, delete], other)) = configs.into_iter().find(|(sub, _, _)| has(sub)) {
         return Ok(match method {
-            "GET" => Op::GetBucketPolicy,
-            "PUT" => Op::PutBucketPolicy,
-            "DELETE" => Op::DeleteBucketPolicy,
-            _ => Op::NotImplemented("this method on a bucket policy"),
-        });
-    }
-    if has("cors") {
-        return Ok(match method {
-            "GET" => Op::GetBucketCors,
-            "PUT" => Op::PutBucketCors,
-            "DELETE" => Op::DeleteBucketCors,
-            _ => Op::NotImplemented("this method on a CORS configuration"),
-        });
-    }
-    if has("tagging") {
-        return Ok(match method {
-            "GET" => Op::GetBucketTagging,
-            "PUT" => Op::PutBucketTagging,
-            "DELETE" => Op::DeleteBucketTagging,
-            _ => Op::NotImplemented("this method on a bucket's tags"),
+            "GET" => get,
+            "PUT" => put,
+            "DELETE" => delete,
+            _ => Op::NotImplemented(other),
         });
     }
     let op = match method {

@@ -20,9 +20,9 @@ const MAX_BUCKET_TAGS: usize = 50;
 const MAX_KEY_CHARS: usize = 128;
 const MAX_VALUE_CHARS: usize = 256;
 
-/// AWS's tag alphabet: letters, digits, spaces and `_ . : / = + - @`.
+/// AWS's tag alphabet: letters, digits, spaces (any but control characters) and `_ . : / = + - @`.
 fn allowed(text: &str) -> bool {
-    text.chars().all(|c| c.is_alphanumeric() || c == ' ' || (c.is_whitespace() && !c.is_control()) || "_.:/=+-@".contains(c))
+    text.chars().all(|c| c.is_alphanumeric() || (c.is_whitespace() && !c.is_control()) || "_.:/=+-@".contains(c))
 }
 
 fn invalid(message: &str) -> S3Error {
