@@ -191,6 +191,39 @@ def test_bucket_policy_makes_objects_public(cluster, s3, bucket, two_keys):
     assert code(e) == "NoSuchBucketPolicy"
 
 
+def test_minio_client_canned_policies(cluster, s3, bucket):
+    """`mc anonymous set download` / `upload` write these policies."""
+    s3.put_object(Bucket=bucket, Key="k", Body=b"value", Tagging="t=1")
+    arn = f"arn:aws:s3:::{bucket}"
+    s3.put_bucket_policy(Bucket=bucket, Policy=policy(
+        {"Effect": "Allow", "Principal": {"AWS": ["*"]}, "Action": ["s3:GetBucketLocation", "s3:ListBucket"], "Resource": [arn]},
+        {"Effect": "Allow", "Principal": {"AWS": ["*"]}, "Action": ["s3:GetObject"], "Resource": [f"{arn}/*"]}))
+    assert anonymous(cluster, "GET", f"/{bucket}?location")[0] == 200
+    assert anonymous(cluster, "GET", f"/{bucket}?list-type=2")[0] == 200
+    assert anonymous(cluster, "GET", f"/{bucket}/k") == (200, "value")
+    assert anonymous(cluster, "GET", f"/{bucket}/k?tagging")[0] == 403
+    assert anonymous(cluster, "GET", f"/{bucket}?uploads")[0] == 403
+    assert anonymous(cluster, "PUT", f"/{bucket}/new", body=b"x")[0] == 403
+    s3.put_bucket_policy(Bucket=bucket, Policy=policy(
+        {"Effect": "Allow", "Principal": {"AWS": ["*"]}, "Action": ["s3:GetBucketLocation", "s3:ListBucketMultipartUploads"], "Resource": [arn]},
+        {"Effect": "Allow", "Principal": {"AWS": ["*"]},
+         "Action": ["s3:AbortMultipartUpload", "s3:DeleteObject", "s3:ListMultipartUploadParts", "s3:PutObject"], "Resource": [f"{arn}/*"]}))
+    assert anonymous(cluster, "PUT", f"/{bucket}/new", body=b"x")[0] == 200
+    up = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
+    status, text = anonymous(cluster, "GET", f"/{bucket}?uploads")
+    assert status == 200 and up in text
+    assert anonymous(cluster, "GET", f"/{bucket}/mp?uploadId={up}")[0] == 200
+    assert anonymous(cluster, "DELETE", f"/{bucket}/mp?uploadId={up}")[0] == 204
+    assert anonymous(cluster, "GET", f"/{bucket}/k")[0] == 403
+    assert anonymous(cluster, "GET", f"/{bucket}?list-type=2")[0] == 403
+    # Tagging actions, on their own.
+    s3.put_bucket_policy(Bucket=bucket, Policy=policy(
+        {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObjectTagging", "Resource": f"{arn}/*"}))
+    status, text = anonymous(cluster, "GET", f"/{bucket}/k?tagging")
+    assert status == 200 and "<Key>t</Key>" in text
+    assert anonymous(cluster, "DELETE", f"/{bucket}/k?tagging")[0] == 403
+
+
 @pytest.mark.parametrize("statement,names", [
     ({"Effect": "Deny", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::B/*"}, "Deny"),
     ({"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::B/*",

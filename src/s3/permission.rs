@@ -58,17 +58,22 @@ pub fn needs(op: &Op) -> Option<Need> {
 }
 
 /// The bucket-policy action an operation is, if a policy can allow it
-/// (DeleteObjects and the bucket reads need grants).
+/// (DeleteObjects and the other bucket reads need grants).
 pub fn policy_action(op: &Op) -> Option<Action> {
     use Op::*;
     match op {
         // AWS also wants s3:GetObjectAttributes; reading the object covers it.
         GetObject | HeadObject | GetObjectAttributes => Some(Action::GetObject),
         ListObjects | ListObjectsV2 | ListObjectVersions => Some(Action::ListBucket),
-        PutObject | CopyObject | CreateMultipartUpload | UploadPart | UploadPartCopy | CompleteMultipartUpload | AbortMultipartUpload => {
-            Some(Action::PutObject)
-        }
+        PutObject | CopyObject | CreateMultipartUpload | UploadPart | UploadPartCopy | CompleteMultipartUpload => Some(Action::PutObject),
         DeleteObject => Some(Action::DeleteObject),
+        GetBucketLocation => Some(Action::GetBucketLocation),
+        ListMultipartUploads => Some(Action::ListBucketMultipartUploads),
+        ListParts => Some(Action::ListMultipartUploadParts),
+        AbortMultipartUpload => Some(Action::AbortMultipartUpload),
+        GetObjectTagging => Some(Action::GetObjectTagging),
+        PutObjectTagging => Some(Action::PutObjectTagging),
+        DeleteObjectTagging => Some(Action::DeleteObjectTagging),
         _ => None,
     }
 }

@@ -1,7 +1,7 @@
 //! Bucket policies (PutBucketPolicy): the subset of AWS's grammar this
 //! gateway evaluates — `Allow` statements for `"*"` or access key ids, the
-//! actions s3:GetObject, s3:ListBucket, s3:PutObject and s3:DeleteObject, and
-//! resources in the policy's own bucket. Anything else is refused with a
+//! actions of [`Action`] (object reads and writes, listing, multipart,
+//! tagging), and resources in the policy's own bucket. Anything else is refused with a
 //! message naming it (S3's `MalformedPolicy`), so that no part of a stored
 //! policy is silently ignored.
 
@@ -34,10 +34,29 @@ pub enum Action {
     ListBucket,
     PutObject,
     DeleteObject,
+    GetBucketLocation,
+    ListBucketMultipartUploads,
+    ListMultipartUploadParts,
+    AbortMultipartUpload,
+    GetObjectTagging,
+    PutObjectTagging,
+    DeleteObjectTagging,
 }
 
 impl Action {
-    const ALL: [Action; 4] = [Action::GetObject, Action::ListBucket, Action::PutObject, Action::DeleteObject];
+    const ALL: [Action; 11] = [
+        Action::GetObject,
+        Action::ListBucket,
+        Action::PutObject,
+        Action::DeleteObject,
+        Action::GetBucketLocation,
+        Action::ListBucketMultipartUploads,
+        Action::ListMultipartUploadParts,
+        Action::AbortMultipartUpload,
+        Action::GetObjectTagging,
+        Action::PutObjectTagging,
+        Action::DeleteObjectTagging,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -45,16 +64,23 @@ impl Action {
             Action::ListBucket => "s3:ListBucket",
             Action::PutObject => "s3:PutObject",
             Action::DeleteObject => "s3:DeleteObject",
+            Action::GetBucketLocation => "s3:GetBucketLocation",
+            Action::ListBucketMultipartUploads => "s3:ListBucketMultipartUploads",
+            Action::ListMultipartUploadParts => "s3:ListMultipartUploadParts",
+            Action::AbortMultipartUpload => "s3:AbortMultipartUpload",
+            Action::GetObjectTagging => "s3:GetObjectTagging",
+            Action::PutObjectTagging => "s3:PutObjectTagging",
+            Action::DeleteObjectTagging => "s3:DeleteObjectTagging",
         }
     }
 
     /// Whether the action's resource is an object (else the bucket).
     fn on_object(self) -> bool {
-        self != Action::ListBucket
+        !matches!(self, Action::ListBucket | Action::GetBucketLocation | Action::ListBucketMultipartUploads)
     }
 
-    fn bit(self) -> u8 {
-        1 << self as u8
+    fn bit(self) -> u16 {
+        1 << self as u16
     }
 }
 
@@ -69,7 +95,7 @@ pub struct Policy {
 struct Statement {
     principals: Principals,
     /// One [`Action::bit`] per allowed action.
-    actions: u8,
+    actions: u16,
     /// `arn:aws:s3:::BUCKET` is among the resources.
     bucket: bool,
     /// Key patterns of the `arn:aws:s3:::BUCKET/…` resources.
@@ -191,7 +217,8 @@ fn statement(bucket: &str, variables: bool, s: &Map<String, Value>) -> Result<St
         let matched: Vec<Action> = Action::ALL.into_iter().filter(|x| glob(&pattern, &x.name().to_ascii_lowercase())).collect();
         if matched.is_empty() {
             return err(format!(
-                "Policy has invalid action: {a}: supported are s3:GetObject, s3:ListBucket, s3:PutObject, s3:DeleteObject and wildcards matching them"
+                "Policy has invalid action: {a}: supported are {} and wildcards matching them",
+                Action::ALL.map(Action::name).join(", ")
             ));
         }
         // AWS's check: a statement must not name an action none of its resources can take.
@@ -412,6 +439,25 @@ mod tests {
         assert!(p.allows(Anonymous, PutObject, Some("k")) && p.allows(Anonymous, DeleteObject, Some("k")));
         let p = ok(&stmt(r#""Effect":"Allow","Principal":"*","Action":"s3:Get*","Resource":"arn:aws:s3:::b/*""#));
         assert!(p.allows(Anonymous, GetObject, Some("k")) && !p.allows(Anonymous, PutObject, Some("k")));
+        assert!(p.allows(Anonymous, GetObjectTagging, Some("k")) && !p.allows(Anonymous, GetBucketLocation, None));
+    }
+
+    #[test]
+    fn minio_client_canned_policies() {
+        // `mc anonymous set download` and `… upload` write these.
+        let download = r#"{"Version":"2012-10-17","Statement":[
+            {"Effect":"Allow","Principal":{"AWS":["*"]},"Action":["s3:GetBucketLocation","s3:ListBucket"],"Resource":["arn:aws:s3:::b"]},
+            {"Effect":"Allow","Principal":{"AWS":["*"]},"Action":["s3:GetObject"],"Resource":["arn:aws:s3:::b/*"]}]}"#;
+        let p = parse("b", download).unwrap();
+        assert!(p.allows(Anonymous, GetBucketLocation, None) && p.allows(Anonymous, ListBucket, None) && p.allows(Anonymous, GetObject, Some("k")));
+        assert!(!p.allows(Anonymous, PutObject, Some("k")) && !p.allows(Anonymous, ListBucketMultipartUploads, None));
+        let upload = r#"{"Version":"2012-10-17","Statement":[
+            {"Effect":"Allow","Principal":{"AWS":["*"]},"Action":["s3:GetBucketLocation","s3:ListBucketMultipartUploads"],"Resource":["arn:aws:s3:::b"]},
+            {"Effect":"Allow","Principal":{"AWS":["*"]},"Action":["s3:AbortMultipartUpload","s3:DeleteObject","s3:ListMultipartUploadParts","s3:PutObject"],"Resource":["arn:aws:s3:::b/*"]}]}"#;
+        let p = parse("b", upload).unwrap();
+        assert!(p.allows(Anonymous, ListBucketMultipartUploads, None) && p.allows(Anonymous, AbortMultipartUpload, Some("k")));
+        assert!(p.allows(Anonymous, ListMultipartUploadParts, Some("k")) && !p.allows(Anonymous, GetObject, Some("k")));
+        assert!(!p.allows(Anonymous, ListBucket, None));
     }
 
     #[test]
@@ -446,7 +492,7 @@ mod tests {
             (stmt(&format!(r#"{allow},"Foo":1"#)), "Unknown field Foo"),
             (PUBLIC_READ.replace("\"Version\"", "\"Versoin\""), "Unknown field Versoin"),
             (PUBLIC_READ.replace("2012-10-17", "2020-01-01"), "valid version string"),
-            (stmt(&allow.replace("s3:GetObject", "s3:GetObjectTagging")), "Policy has invalid action: s3:GetObjectTagging"),
+            (stmt(&allow.replace("s3:GetObject", "s3:GetObjectRetention")), "Policy has invalid action: s3:GetObjectRetention"),
             (stmt(&allow.replace("s3:GetObject", "s3:GetObjectVersion")), "Policy has invalid action: s3:GetObjectVersion"),
             (stmt(&allow.replace("s3:GetObject", "s3:PutBucketPolicy")), "Policy has invalid action: s3:PutBucketPolicy"),
             (stmt(&allow.replace("s3:GetObject", "iam:*")), "Policy has invalid action: iam:*"),
