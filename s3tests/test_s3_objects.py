@@ -519,3 +519,21 @@ def test_unsupported_write_headers_are_refused(s3, bucket):
     with pytest.raises(ClientError) as e:
         s3.head_object(Bucket=bucket, Key="refused")
     assert status(e) == 404
+
+
+def test_versioning_can_be_suspended_never_enabled(s3, bucket):
+    assert "Status" not in s3.get_bucket_versioning(Bucket=bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Suspended"})
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Suspended"
+    with pytest.raises(ClientError) as e:
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    assert code(e) == "NotImplemented" and status(e) == 501
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Suspended"
+    # Objects keep one version, null, as in a suspended bucket.
+    s3.put_object(Bucket=bucket, Key="k", Body=b"1")
+    s3.put_object(Bucket=bucket, Key="k", Body=b"2")
+    versions = s3.list_object_versions(Bucket=bucket)["Versions"]
+    assert [(v["Key"], v["VersionId"]) for v in versions] == [("k", "null")]
+    with pytest.raises(ClientError) as e:
+        s3.put_bucket_versioning(Bucket="no-such-bucket-here", VersioningConfiguration={"Status": "Suspended"})
+    assert code(e) == "NoSuchBucket"

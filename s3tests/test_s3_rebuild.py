@@ -205,6 +205,7 @@ class World:
         for b in (PUBLIC, CORS, DATA):
             s3.create_bucket(Bucket=b)
         s3.put_bucket_tagging(Bucket=DATA, Tagging={"TagSet": [{"Key": "cost", "Value": "storage team"}]})
+        s3.put_bucket_versioning(Bucket=DATA, VersioningConfiguration={"Status": "Suspended"})
         s3.put_bucket_policy(Bucket=PUBLIC, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
             {"Sid": "PublicRead", "Effect": "Allow", "Principal": "*", "Action": ["s3:GetObject"],
              "Resource": [f"arn:aws:s3:::{PUBLIC}/*"]}]}))
@@ -316,6 +317,7 @@ class World:
             snap[f"policy {b}"] = error_or(c.get_bucket_policy, lambda r: json.loads(r["Policy"]), Bucket=b)
             snap[f"cors {b}"] = error_or(c.get_bucket_cors, lambda r: r["CORSRules"], Bucket=b)
             snap[f"tags {b}"] = error_or(c.get_bucket_tagging, lambda r: r["TagSet"], Bucket=b)
+            snap[f"versioning {b}"] = c.get_bucket_versioning(Bucket=b).get("Status")
             info = json.loads(admin_ok(self.c, "bucket", "info", b, "--json"))
             snap[f"info {b}"] = info
         for who, cl in self.clients().items():

@@ -24,8 +24,8 @@ use crate::placement::{key2path, META_SUFFIX};
 /// The format version written into both files. Readers take files of this
 /// version and refuse newer ones (an older mkv must not half-understand them).
 /// Version 2 adds tags (of a value in its metadata file, of a bucket in its
-/// file); a file without tags is still written as version 1, which older
-/// readers take.
+/// file) and a bucket's versioning status; a file without them is still
+/// written as version 1, which older readers take.
 pub const VERSION: u32 = 2;
 
 /// Folder of the bucket files, at each volume's root.
@@ -198,7 +198,7 @@ pub struct BucketFile {
 impl BucketFile {
     /// A bucket's file as written now.
     pub fn new(name: &str, updated_us: u64, info: &BucketInfo) -> BucketFile {
-        BucketFile { version: if info.tags.is_empty() { 1 } else { 2 }, name: name.to_string(), updated_us, info: info.clone() }
+        BucketFile { version: if info.tags.is_empty() && info.versioning.is_none() { 1 } else { 2 }, name: name.to_string(), updated_us, info: info.clone() }
     }
 
     pub fn parse(bytes: &[u8]) -> Result<BucketFile, FormatError> {

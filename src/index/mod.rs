@@ -76,7 +76,10 @@ pub struct BucketInfo {
     pub cors: Vec<CorsRule>,
     /// Bucket tags (PutBucketTagging), in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tags: Vec<(String, String)>,
+    pub tags: Vec<(String, String)>,    /// `Suspended` once PutBucketVersioning said so (objects keep one
+    /// version, `null`, either way: versioning is never enabled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub versioning: Option<String>,
 }
 
 /// One `<CORSRule>` (the matching is `s3::cors`).

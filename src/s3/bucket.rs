@@ -148,8 +148,32 @@ pub fn get_location(ctx: &Ctx) -> Result<HttpResponse, S3Error> {
 }
 
 pub fn get_versioning(ctx: &Ctx) -> Result<HttpResponse, S3Error> {
-    ctx.require_bucket()?;
-    Ok(xml_ok(xml::versioning_configuration()))
+    let info = ctx.app.store.index.bucket(ctx.bucket()).map_err(internal)?;
+    let info = info.ok_or_else(|| S3Error::NoSuchBucket { bucket: ctx.bucket().to_string() })?;
+    Ok(xml_ok(xml::versioning_configuration(info.versioning.as_deref())))
+}
+
+/// PutBucketVersioning: `Suspended` is what a bucket that never had
+/// versioning already does (each object one version, `null`), so it is
+/// recorded and answered by GetBucketVersioning; `Enabled` and MFA delete
+/// are not supported (501), never pretended.
+pub async fn put_versioning(ctx: &Ctx<'_>, payload: web::Payload) -> Result<HttpResponse, S3Error> {
+    let body = Body::new(ctx.req, payload, &ctx.auth)?.read_all().await?;
+    let (status, mfa_delete) = xml::parse_versioning(&body)?;
+    if mfa_delete.as_deref().is_some_and(|m| m != "Disabled") {
+        return Err(S3Error::NotImplemented("MFA delete is not supported".into()));
+    }
+    match status.as_deref() {
+        Some("Suspended") => {}
+        Some("Enabled") => return Err(S3Error::NotImplemented("Versioning is not supported: objects keep one version each (Suspended is accepted)".into())),
+        _ => return Err(S3Error::MalformedXML),
+    }
+    let updated = ctx.app.store.index.update_bucket(ctx.bucket(), |b| {
+        b.versioning = status;
+        (true, ())
+    });
+    updated.map_err(internal)?.ok_or_else(|| S3Error::NoSuchBucket { bucket: ctx.bucket().to_string() })?;
+    Ok(HttpResponse::Ok().finish())
 }
 
 pub fn get_default(ctx: &Ctx, what: BucketDefault) -> Result<HttpResponse, S3Error> {

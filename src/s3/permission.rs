@@ -51,7 +51,7 @@ pub fn needs(op: &Op) -> Option<Need> {
         PutObject | CopyObject | DeleteObject | DeleteObjects | CreateMultipartUpload | UploadPart | UploadPartCopy
         | CompleteMultipartUpload | AbortMultipartUpload | PutObjectTagging | DeleteObjectTagging => Some(Need::Write),
         DeleteBucket | GetBucketPolicy | PutBucketPolicy | DeleteBucketPolicy | GetBucketCors | PutBucketCors | DeleteBucketCors
-        | GetBucketTagging | PutBucketTagging | DeleteBucketTagging => Some(Need::Owner),
+        | GetBucketTagging | PutBucketTagging | DeleteBucketTagging | PutBucketVersioning => Some(Need::Owner),
         // Answered 501 whoever asks.
         NotImplemented(_) => None,
     }

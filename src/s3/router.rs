@@ -22,6 +22,7 @@ pub enum Op {
     DeleteBucket,
     GetBucketLocation,
     GetBucketVersioning,
+    PutBucketVersioning,
     /// A bucket configuration we keep no value for: its default answer.
     GetBucketDefault(BucketDefault),
     ListObjects,
@@ -62,6 +63,7 @@ impl Op {
                 | Op::DeleteBucketCors
                 | Op::PutBucketTagging
                 | Op::DeleteBucketTagging
+                | Op::PutBucketVersioning
         )
     }
 
@@ -84,6 +86,7 @@ impl Op {
             Op::DeleteBucket => "DeleteBucket",
             Op::GetBucketLocation => "GetBucketLocation",
             Op::GetBucketVersioning => "GetBucketVersioning",
+            Op::PutBucketVersioning => "PutBucketVersioning",
             Op::GetBucketDefault(_) => "GetBucketConfiguration",
             Op::ListObjects => "ListObjects",
             Op::ListObjectsV2 => "ListObjectsV2",
@@ -230,6 +233,7 @@ fn bucket_op(method: &str, has: &dyn Fn(&str) -> bool) -> Result<Op, S3Error> {
             }
         }
         "HEAD" => Op::HeadBucket,
+        "PUT" if has("versioning") => Op::PutBucketVersioning,
         "PUT" if is_config(has) => Op::NotImplemented("changing bucket configuration"),
         "PUT" => Op::CreateBucket,
         "DELETE" if is_config(has) => Op::NotImplemented("deleting bucket configuration"),
@@ -336,7 +340,8 @@ mod tests {
         assert_eq!(op("PUT", "/b", &["tagging"]), Op::PutBucketTagging);
         assert_eq!(op("DELETE", "/b", &["tagging"]), Op::DeleteBucketTagging);
         assert_eq!(op("PUT", "/b", &[]), Op::CreateBucket);
-        assert_eq!(op("PUT", "/b", &["versioning"]), Op::NotImplemented("changing bucket configuration"));
+        assert_eq!(op("PUT", "/b", &["versioning"]), Op::PutBucketVersioning);
+        assert_eq!(op("PUT", "/b", &["lifecycle"]), Op::NotImplemented("changing bucket configuration"));
         assert_eq!(op("POST", "/b", &["delete"]), Op::DeleteObjects);
         assert_eq!(op("PUT", "/b/k", &[]), Op::PutObject);
         assert_eq!(route("PUT", "/b/k", &[], true, None).unwrap().op, Op::CopyObject);

@@ -212,9 +212,24 @@ pub fn location_constraint(region: &str) -> String {
     format!("{DECL}<LocationConstraint xmlns=\"{S3_NS}\">{}</LocationConstraint>", escape(region))
 }
 
-/// GetBucketVersioning of a bucket that never had versioning: no Status.
-pub fn versioning_configuration() -> String {
-    empty_document("VersioningConfiguration")
+/// GetBucketVersioning: no Status for a bucket that never had versioning.
+pub fn versioning_configuration(status: Option<&str>) -> String {
+    match status {
+        None => empty_document("VersioningConfiguration"),
+        Some(status) => {
+            let mut d = Doc::new("VersioningConfiguration");
+            d.elem("Status", status);
+            d.finish("VersioningConfiguration")
+        }
+    }
+}
+
+/// A PutBucketVersioning body: its `Status` and `MfaDelete` (either may be
+/// absent).
+pub fn parse_versioning(body: &[u8]) -> Result<(Option<String>, Option<String>), S3Error> {
+    let root = parse_root(body, "VersioningConfiguration")?;
+    let text = |name| root.child(name).map(|n| n.text.trim().to_string());
+    Ok((text("Status"), text("MfaDelete")))
 }
 
 /// One object in a listing. `key` is written as given (URL-encoded by the
@@ -1018,8 +1033,13 @@ mod tests {
     fn small_documents() {
         assert_eq!(location_constraint(""), format!("{DECL}<LocationConstraint xmlns=\"{S3_NS}\"/>"));
         assert_eq!(location_constraint("eu-west-1"), format!("{}eu-west-1</LocationConstraint>", head("LocationConstraint")));
-        assert_eq!(versioning_configuration(), format!("{DECL}<VersioningConfiguration xmlns=\"{S3_NS}\"/>"));
-        well_formed(&versioning_configuration(), "VersioningConfiguration");
+        assert_eq!(versioning_configuration(None), format!("{DECL}<VersioningConfiguration xmlns=\"{S3_NS}\"/>"));
+        well_formed(&versioning_configuration(None), "VersioningConfiguration");
+        let suspended = versioning_configuration(Some("Suspended"));
+        assert_eq!(suspended, format!("{}<Status>Suspended</Status></VersioningConfiguration>", head("VersioningConfiguration")));
+        let body = b"<VersioningConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Status>Suspended</Status></VersioningConfiguration>";
+        assert_eq!(parse_versioning(body).unwrap(), (Some("Suspended".into()), None));
+        assert!(parse_versioning(b"<Other/>").is_err());
     }
 
     #[test]
