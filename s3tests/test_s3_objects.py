@@ -537,3 +537,28 @@ def test_versioning_can_be_suspended_never_enabled(s3, bucket):
     with pytest.raises(ClientError) as e:
         s3.put_bucket_versioning(Bucket="no-such-bucket-here", VersioningConfiguration={"Status": "Suspended"})
     assert code(e) == "NoSuchBucket"
+
+
+def test_only_the_private_acl_is_accepted(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    # The canned private ACL, and an ACL read and put back: what there is.
+    s3.put_bucket_acl(Bucket=bucket, ACL="private")
+    s3.put_object_acl(Bucket=bucket, Key="k", ACL="private")
+    s3.put_object_acl(Bucket=bucket, Key="k", ACL="bucket-owner-full-control")
+    acl = s3.get_object_acl(Bucket=bucket, Key="k")
+    s3.put_object_acl(Bucket=bucket, Key="k", AccessControlPolicy={"Grants": acl["Grants"], "Owner": acl["Owner"]})
+    bucket_acl = s3.get_bucket_acl(Bucket=bucket)
+    s3.put_bucket_acl(Bucket=bucket, AccessControlPolicy={"Grants": bucket_acl["Grants"], "Owner": bucket_acl["Owner"]})
+    # Anything that grants more answers 501, never a silent success.
+    public = {"Grantee": {"Type": "Group", "URI": "http://acs.amazonaws.com/groups/global/AllUsers"}, "Permission": "READ"}
+    for call in (lambda: s3.put_bucket_acl(Bucket=bucket, ACL="public-read"),
+                 lambda: s3.put_object_acl(Bucket=bucket, Key="k", ACL="public-read-write"),
+                 lambda: s3.put_object_acl(Bucket=bucket, Key="k", GrantRead="id=someone"),
+                 lambda: s3.put_object_acl(Bucket=bucket, Key="k", AccessControlPolicy={
+                     "Grants": acl["Grants"] + [public], "Owner": acl["Owner"]})):
+        with pytest.raises(ClientError) as e:
+            call()
+        assert code(e) == "NotImplemented" and status(e) == 501
+    with pytest.raises(ClientError) as e:
+        s3.put_object_acl(Bucket=bucket, Key="missing", ACL="private")
+    assert code(e) == "NoSuchKey"

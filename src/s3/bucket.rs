@@ -185,6 +185,36 @@ pub fn get_default(ctx: &Ctx, what: BucketDefault) -> Result<HttpResponse, S3Err
     }
 }
 
+/// PutBucketAcl and PutObjectAcl (`key`: the object's, which must exist):
+/// the only ACL there is, the owner's full control ("private"), is
+/// accepted as the no-op it is — as the canned `private` or
+/// `bucket-owner-full-control`, or a body whose every grant is
+/// `FULL_CONTROL` to the caller (what a client reading the ACL and putting
+/// it back sends). Any other grant answers 501: never a silent success.
+pub async fn put_acl(ctx: &Ctx<'_>, payload: web::Payload, key: Option<&[u8]>) -> Result<HttpResponse, S3Error> {
+    ctx.require_bucket()?;
+    let body = Body::new(ctx.req, payload, &ctx.auth)?.read_all().await?;
+    if let Some(key) = key {
+        super::object::live_object(ctx, key)?.ok_or_else(|| S3Error::NoSuchKey { key: ctx.key().to_string() })?;
+    }
+    let refused = || S3Error::NotImplemented("ACL grants are not supported: the owner has full control and no one else (use bucket policies)".into());
+    if ctx.req.headers().keys().any(|h| h.as_str().starts_with("x-amz-grant-")) {
+        return Err(refused());
+    }
+    match ctx.header("x-amz-acl") {
+        Some("private" | "bucket-owner-full-control") => {}
+        Some(_) => return Err(refused()),
+        None if body.is_empty() => return Err(S3Error::MissingRequestBodyError),
+        None => {
+            let me = owner(ctx).id;
+            if !xml::parse_acl_grants(&body)?.iter().all(|(id, permission)| id.as_deref() == Some(me.as_str()) && permission == "FULL_CONTROL") {
+                return Err(refused());
+            }
+        }
+    }
+    Ok(HttpResponse::Ok().finish())
+}
+
 /// The only ACL there is: the owner has full control.
 pub fn acl_document(ctx: &Ctx) -> String {
     let o = owner(ctx);

@@ -49,9 +49,9 @@ pub fn needs(op: &Op) -> Option<Need> {
         | ListObjectVersions | ListMultipartUploads | GetObject | HeadObject | GetObjectAcl | GetObjectAttributes | GetObjectTagging
         | ListParts => Some(Need::Read),
         PutObject | CopyObject | DeleteObject | DeleteObjects | CreateMultipartUpload | UploadPart | UploadPartCopy
-        | CompleteMultipartUpload | AbortMultipartUpload | PutObjectTagging | DeleteObjectTagging => Some(Need::Write),
+        | CompleteMultipartUpload | AbortMultipartUpload | PutObjectTagging | DeleteObjectTagging | PutObjectAcl => Some(Need::Write),
         DeleteBucket | GetBucketPolicy | PutBucketPolicy | DeleteBucketPolicy | GetBucketCors | PutBucketCors | DeleteBucketCors
-        | GetBucketTagging | PutBucketTagging | DeleteBucketTagging | PutBucketVersioning => Some(Need::Owner),
+        | GetBucketTagging | PutBucketTagging | DeleteBucketTagging | PutBucketVersioning | PutBucketAcl => Some(Need::Owner),
         // Answered 501 whoever asks.
         NotImplemented(_) => None,
     }

@@ -42,6 +42,8 @@ pub enum Op {
     AbortMultipartUpload,
     ListParts,
     GetObjectAcl,
+    PutObjectAcl,
+    PutBucketAcl,
     GetObjectAttributes,
     GetObjectTagging,
     PutObjectTagging,
@@ -105,6 +107,8 @@ impl Op {
             Op::AbortMultipartUpload => "AbortMultipartUpload",
             Op::ListParts => "ListParts",
             Op::GetObjectAcl => "GetObjectAcl",
+            Op::PutObjectAcl => "PutObjectAcl",
+            Op::PutBucketAcl => "PutBucketAcl",
             Op::GetObjectAttributes => "GetObjectAttributes",
             Op::GetObjectTagging => "GetObjectTagging",
             Op::PutObjectTagging => "PutObjectTagging",
@@ -234,6 +238,7 @@ fn bucket_op(method: &str, has: &dyn Fn(&str) -> bool) -> Result<Op, S3Error> {
         }
         "HEAD" => Op::HeadBucket,
         "PUT" if has("versioning") => Op::PutBucketVersioning,
+        "PUT" if has("acl") => Op::PutBucketAcl,
         "PUT" if is_config(has) => Op::NotImplemented("changing bucket configuration"),
         "PUT" => Op::CreateBucket,
         "DELETE" if is_config(has) => Op::NotImplemented("deleting bucket configuration"),
@@ -269,7 +274,7 @@ fn object_op(method: &str, has: &dyn Fn(&str) -> bool, copy_source: bool) -> Op 
         "GET" if has("attributes") => Op::GetObjectAttributes,
         "GET" => Op::GetObject,
         "HEAD" => Op::HeadObject,
-        "PUT" if has("acl") => Op::NotImplemented("PutObjectAcl"),
+        "PUT" if has("acl") => Op::PutObjectAcl,
         "PUT" if has("partNumber") && has("uploadId") && copy_source => Op::UploadPartCopy,
         "PUT" if has("partNumber") && has("uploadId") => Op::UploadPart,
         "PUT" if copy_source => Op::CopyObject,
@@ -341,6 +346,8 @@ mod tests {
         assert_eq!(op("DELETE", "/b", &["tagging"]), Op::DeleteBucketTagging);
         assert_eq!(op("PUT", "/b", &[]), Op::CreateBucket);
         assert_eq!(op("PUT", "/b", &["versioning"]), Op::PutBucketVersioning);
+        assert_eq!(op("PUT", "/b", &["acl"]), Op::PutBucketAcl);
+        assert_eq!(op("PUT", "/b/k", &["acl"]), Op::PutObjectAcl);
         assert_eq!(op("PUT", "/b", &["lifecycle"]), Op::NotImplemented("changing bucket configuration"));
         assert_eq!(op("POST", "/b", &["delete"]), Op::DeleteObjects);
         assert_eq!(op("PUT", "/b/k", &[]), Op::PutObject);

@@ -224,6 +224,20 @@ pub fn versioning_configuration(status: Option<&str>) -> String {
     }
 }
 
+/// A PutBucketAcl / PutObjectAcl body (`AccessControlPolicy`): each grant's
+/// grantee ID (`None` for a group URI or an e-mail grantee) and permission.
+pub fn parse_acl_grants(body: &[u8]) -> Result<Vec<(Option<String>, String)>, S3Error> {
+    let root = parse_root(body, "AccessControlPolicy")?;
+    let list = root.child("AccessControlList").ok_or(S3Error::MalformedXML)?;
+    list.children("Grant")
+        .map(|g| {
+            let grantee = g.child("Grantee")?;
+            Some((grantee.child("ID").map(|n| n.text.trim().to_string()), g.child("Permission")?.text.trim().to_string()))
+        })
+        .collect::<Option<Vec<_>>>()
+        .ok_or(S3Error::MalformedXML)
+}
+
 /// A PutBucketVersioning body: its `Status` and `MfaDelete` (either may be
 /// absent).
 pub fn parse_versioning(body: &[u8]) -> Result<(Option<String>, Option<String>), S3Error> {
@@ -1040,6 +1054,9 @@ mod tests {
         let body = b"<VersioningConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Status>Suspended</Status></VersioningConfiguration>";
         assert_eq!(parse_versioning(body).unwrap(), (Some("Suspended".into()), None));
         assert!(parse_versioning(b"<Other/>").is_err());
+        let acl = br#"<AccessControlPolicy><Owner><ID>ak</ID></Owner><AccessControlList><Grant><Grantee xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="CanonicalUser"><ID>ak</ID></Grantee><Permission>FULL_CONTROL</Permission></Grant><Grant><Grantee xsi:type="Group"><URI>http://acs.amazonaws.com/groups/global/AllUsers</URI></Grantee><Permission>READ</Permission></Grant></AccessControlList></AccessControlPolicy>"#;
+        assert_eq!(parse_acl_grants(acl).unwrap(), vec![(Some("ak".into()), "FULL_CONTROL".into()), (None, "READ".into())]);
+        assert!(parse_acl_grants(b"<AccessControlPolicy/>").is_err());
     }
 
     #[test]
