@@ -148,9 +148,7 @@ pub fn get_location(ctx: &Ctx) -> Result<HttpResponse, S3Error> {
 }
 
 pub fn get_versioning(ctx: &Ctx) -> Result<HttpResponse, S3Error> {
-    let info = ctx.app.store.index.bucket(ctx.bucket()).map_err(internal)?;
-    let info = info.ok_or_else(|| S3Error::NoSuchBucket { bucket: ctx.bucket().to_string() })?;
-    Ok(xml_ok(xml::versioning_configuration(info.versioning.as_deref())))
+    Ok(xml_ok(xml::versioning_configuration(ctx.own_bucket()?.versioning.as_deref())))
 }
 
 /// PutBucketVersioning: `Suspended` is what a bucket that never had
@@ -168,11 +166,7 @@ pub async fn put_versioning(ctx: &Ctx<'_>, payload: web::Payload) -> Result<Http
         Some("Enabled") => return Err(S3Error::NotImplemented("Versioning is not supported: objects keep one version each (Suspended is accepted)".into())),
         _ => return Err(S3Error::MalformedXML),
     }
-    let updated = ctx.app.store.index.update_bucket(ctx.bucket(), |b| {
-        b.versioning = status;
-        (true, ())
-    });
-    updated.map_err(internal)?.ok_or_else(|| S3Error::NoSuchBucket { bucket: ctx.bucket().to_string() })?;
+    change_bucket(ctx, |b| b.versioning = status)?;
     Ok(HttpResponse::Ok().finish())
 }
 
@@ -241,8 +235,7 @@ pub async fn put_policy(ctx: &Ctx<'_>, payload: web::Payload) -> Result<HttpResp
 }
 
 pub fn get_policy(ctx: &Ctx) -> Result<HttpResponse, S3Error> {
-    let info = ctx.app.store.index.bucket(ctx.bucket()).map_err(internal)?;
-    match info.and_then(|b| b.policy) {
+    match ctx.own_bucket()?.policy.clone() {
         Some(text) => Ok(HttpResponse::Ok().content_type("application/json").body(text)),
         None => Err(S3Error::NotConfigured { code: "NoSuchBucketPolicy", message: "The bucket policy does not exist", bucket: ctx.bucket().to_string() }),
     }
@@ -253,13 +246,18 @@ pub fn delete_policy(ctx: &Ctx) -> Result<HttpResponse, S3Error> {
 }
 
 fn set_policy(ctx: &Ctx, policy: Option<String>) -> Result<HttpResponse, S3Error> {
-    match ctx.app.store.index.update_bucket(ctx.bucket(), |b| {
-        b.policy = policy;
+    change_bucket(ctx, |b| b.policy = policy)?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Change the request's bucket in one index transaction (`NoSuchBucket`
+/// if it is gone).
+pub fn change_bucket(ctx: &Ctx, change: impl FnOnce(&mut BucketInfo)) -> Result<(), S3Error> {
+    let updated = ctx.app.store.index.update_bucket(ctx.bucket(), |b| {
+        change(b);
         (true, ())
-    }).map_err(internal)? {
-        Some(()) => Ok(HttpResponse::NoContent().finish()),
-        None => Err(S3Error::NoSuchBucket { bucket: ctx.bucket().to_string() }),
-    }
+    });
+    updated.map_err(internal)?.ok_or_else(|| S3Error::NoSuchBucket { bucket: ctx.bucket().to_string() })
 }
 
 /// PutBucketCors: the rules replace the bucket's (checked as S3 does).
@@ -272,11 +270,11 @@ pub async fn put_cors(ctx: &Ctx<'_>, payload: web::Payload) -> Result<HttpRespon
 }
 
 pub fn get_cors(ctx: &Ctx) -> Result<HttpResponse, S3Error> {
-    let rules = ctx.app.store.index.bucket(ctx.bucket()).map_err(internal)?.map(|b| b.cors).unwrap_or_default();
-    if rules.is_empty() {
+    let info = ctx.own_bucket()?;
+    if info.cors.is_empty() {
         return Err(S3Error::NotConfigured { code: "NoSuchCORSConfiguration", message: "The CORS configuration does not exist", bucket: ctx.bucket().to_string() });
     }
-    Ok(xml_ok(xml::cors_configuration(&rules)))
+    Ok(xml_ok(xml::cors_configuration(&info.cors)))
 }
 
 pub fn delete_cors(ctx: &Ctx) -> Result<HttpResponse, S3Error> {
@@ -285,11 +283,7 @@ pub fn delete_cors(ctx: &Ctx) -> Result<HttpResponse, S3Error> {
 }
 
 fn set_cors(ctx: &Ctx, rules: Vec<crate::index::CorsRule>) -> Result<(), S3Error> {
-    let updated = ctx.app.store.index.update_bucket(ctx.bucket(), |b| {
-        b.cors = rules;
-        (true, ())
-    });
-    updated.map_err(internal)?.ok_or_else(|| S3Error::NoSuchBucket { bucket: ctx.bucket().to_string() })
+    change_bucket(ctx, |b| b.cors = rules)
 }
 
 #[cfg(test)]

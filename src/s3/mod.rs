@@ -109,6 +109,11 @@ impl Ctx<'_> {
         self.bucket_info(self.bucket()).map(|_| ())
     }
 
+    /// The request's own bucket (read once per request), or `NoSuchBucket`.
+    pub fn own_bucket(&self) -> Result<std::borrow::Cow<'_, BucketInfo>, S3Error> {
+        self.bucket_info(self.bucket())
+    }
+
     /// A bucket's info, or `NoSuchBucket`. The request's own bucket is read
     /// once (authorization and the handler both need it).
     fn bucket_info(&self, bucket: &str) -> Result<std::borrow::Cow<'_, BucketInfo>, S3Error> {

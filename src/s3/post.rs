@@ -260,10 +260,7 @@ pub async fn post_object(ctx: &Ctx<'_>, payload: web::Payload) -> Result<HttpRes
     let key = super::mkv_key(ctx.bucket(), &s3_key);
     let headers = form_headers(&form);
     // The `tagging` field is a `<Tagging>` document, as PutObjectTagging's body.
-    let tags = match form.field("tagging") {
-        Some(doc) => super::xml::parse_tagging(doc.as_bytes()).and_then(|t| super::tagging::validate(&t).map(|()| t))?,
-        None => Vec::new(),
-    };
+    let tags = form.field("tagging").map(|doc| super::tagging::from_document(doc.as_bytes())).transpose()?.unwrap_or_default();
     let (min, max) = range;
     // The file streams to the volumes; over `max` stops it at once.
     let count = std::rc::Rc::new(std::cell::Cell::new(0u64));

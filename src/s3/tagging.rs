@@ -8,7 +8,7 @@
 use actix_web::{web, HttpResponse};
 
 use super::body::Body;
-use super::bucket::xml_ok;
+use super::bucket::{change_bucket, xml_ok};
 use super::error::S3Error;
 use super::object::{change_meta_in_place, check_version, live_object, MetaTime};
 use super::{decode_query, xml, Ctx};
@@ -31,7 +31,7 @@ fn invalid(message: &str) -> S3Error {
 
 /// Check an object's tag set as AWS does: at most 10 tags, then
 /// [`check_each`].
-pub fn validate(tags: &[(String, String)]) -> Result<(), S3Error> {
+fn validate(tags: &[(String, String)]) -> Result<(), S3Error> {
     if tags.len() > MAX_OBJECT_TAGS {
         return Err(S3Error::BadRequest(format!("Object tags cannot be greater than {MAX_OBJECT_TAGS}")));
     }
@@ -80,6 +80,14 @@ pub fn parse_header(value: &str) -> Result<Vec<(String, String)>, S3Error> {
     Ok(tags)
 }
 
+/// An object's tags from a `<Tagging>` document (PutObjectTagging's body,
+/// a POST form's `tagging` field), validated.
+pub fn from_document(doc: &[u8]) -> Result<Vec<(String, String)>, S3Error> {
+    let tags = xml::parse_tagging(doc)?;
+    validate(&tags)?;
+    Ok(tags)
+}
+
 /// The tags a write's `x-amz-tagging` header gives the new object (none
 /// without it).
 pub fn from_request(ctx: &Ctx) -> Result<Vec<(String, String)>, S3Error> {
@@ -92,9 +100,7 @@ pub fn from_request(ctx: &Ctx) -> Result<Vec<(String, String)>, S3Error> {
 pub async fn put_object_tagging(ctx: &Ctx<'_>, payload: web::Payload) -> Result<HttpResponse, S3Error> {
     ctx.require_bucket()?;
     check_version(ctx)?;
-    let body = Body::new(ctx.req, payload, &ctx.auth)?.read_all().await?;
-    let tags = xml::parse_tagging(&body)?;
-    validate(&tags)?;
+    let tags = from_document(&Body::new(ctx.req, payload, &ctx.auth)?.read_all().await?)?;
     change_meta_in_place(ctx, MetaTime::Keep, |_, meta| Ok(ObjectMeta { tags, ..meta })).await?;
     Ok(HttpResponse::Ok().finish())
 }
@@ -117,29 +123,20 @@ pub async fn put_bucket_tagging(ctx: &Ctx<'_>, payload: web::Payload) -> Result<
     let body = Body::new(ctx.req, payload, &ctx.auth)?.read_all().await?;
     let tags = xml::parse_tagging(&body)?;
     validate_bucket(&tags)?;
-    set_bucket_tags(ctx, tags)?;
+    change_bucket(ctx, |b| b.tags = tags)?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 pub fn get_bucket_tagging(ctx: &Ctx) -> Result<HttpResponse, S3Error> {
-    let info = ctx.app.store.index.bucket(ctx.bucket()).map_err(|e| S3Error::InternalError(e.to_string()))?;
-    match info.map(|b| b.tags).filter(|t| !t.is_empty()) {
-        Some(tags) => Ok(xml_ok(xml::tagging(&tags))),
-        None => Err(S3Error::NotConfigured { code: "NoSuchTagSet", message: "The TagSet does not exist", bucket: ctx.bucket().to_string() }),
+    match &ctx.own_bucket()?.tags {
+        tags if !tags.is_empty() => Ok(xml_ok(xml::tagging(tags))),
+        _ => Err(S3Error::NotConfigured { code: "NoSuchTagSet", message: "The TagSet does not exist", bucket: ctx.bucket().to_string() }),
     }
 }
 
 pub fn delete_bucket_tagging(ctx: &Ctx) -> Result<HttpResponse, S3Error> {
-    set_bucket_tags(ctx, Vec::new())?;
+    change_bucket(ctx, |b| b.tags = Vec::new())?;
     Ok(HttpResponse::NoContent().finish())
-}
-
-fn set_bucket_tags(ctx: &Ctx, tags: Vec<(String, String)>) -> Result<(), S3Error> {
-    let updated = ctx.app.store.index.update_bucket(ctx.bucket(), |b| {
-        b.tags = tags;
-        (true, ())
-    });
-    updated.map_err(|e| S3Error::InternalError(e.to_string()))?.ok_or_else(|| S3Error::NoSuchBucket { bucket: ctx.bucket().to_string() })
 }
 
 #[cfg(test)]
