@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::index::{Deleted, Files, HeaderBytes, Index, ObjectMeta, Record, Write};
 use crate::metrics::Metrics;
 use crate::placement::{key2volume, needs_rebalance, new_generation};
-use crate::volume::{next_within, replica_url, ChunkTx, VolumeClient, CHUNKS_IN_FLIGHT};
+use crate::volume::{next_within, replica_url, ChunkTx, VolumeClient, CHUNKS_IN_FLIGHT, WHOLE_BODY_MAX};
 use cache::{Kept, ValueCache};
 use commit::Committer;
 pub use locks::{KeyGuard, KeyLocks};
@@ -274,8 +274,9 @@ impl Store {
 
     /// Stream `body` to every URL at once. Back-pressure: the slowest replica
     /// sets the pace; at most `CHUNKS_IN_FLIGHT` chunks wait per replica.
-    /// The last chunk is held back until the body has ended cleanly, so a body
-    /// that fails at its very end (short, bad checksum) never completes a file.
+    /// The end of the body is held back until the body has ended cleanly, so a
+    /// body that fails at its very end (short, bad checksum) never completes a
+    /// file: its last byte when `len` is known, else its last chunk.
     pub async fn write_replicas<S, E>(&self, urls: &[String], len: Option<u64>, first: Option<Bytes>, mut body: S) -> Result<Written>
     where
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
@@ -289,7 +290,7 @@ impl Store {
             let (vol, url) = (self.volumes.clone(), url.clone());
             tasks.push(AbortOnDrop(tokio::spawn(async move { vol.put_stream(url, len, rx).await })));
         }
-        let result = self.pump(urls, &senders, first, &mut body).await;
+        let result = self.pump(urls, &senders, len, first, &mut body).await;
         if result.is_err() {
             for tx in &senders {
                 let _ = tx.try_send(Err(std::io::Error::other("write aborted")));
@@ -324,7 +325,7 @@ impl Store {
         }
     }
 
-    async fn pump<S, E>(&self, urls: &[String], senders: &[ChunkTx], first: Option<Bytes>, body: &mut S) -> Result<Written>
+    async fn pump<S, E>(&self, urls: &[String], senders: &[ChunkTx], len: Option<u64>, first: Option<Bytes>, body: &mut S) -> Result<Written>
     where
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -336,11 +337,26 @@ impl Store {
         if next.is_none() {
             next = self.next_chunk(body).await?;
         }
-        while let Some(chunk) = next {
+        while let Some(mut chunk) = next {
             md5.update(&chunk);
             size += chunk.len() as u64;
-            if let Some(prev) = held.replace(chunk) {
+            if let Some(prev) = held.take() {
                 self.fan_out(urls, senders, prev).await?;
+            }
+            match len {
+                // More follows: send it now, so an upload holds no chunk
+                // (and the connection buffer it points into) while it waits.
+                Some(len) if size < len => self.fan_out(urls, senders, chunk).await?,
+                // It ends a body too large to be gathered whole
+                // (`WHOLE_BODY_MAX`): all but its last byte now, that byte (a
+                // copy, holding no buffer) once the body ended cleanly.
+                Some(len) if size == len && len > WHOLE_BODY_MAX && chunk.len() > 1 => {
+                    let last = Bytes::copy_from_slice(&chunk[chunk.len() - 1..]);
+                    chunk.truncate(chunk.len() - 1);
+                    self.fan_out(urls, senders, chunk).await?;
+                    held = Some(last);
+                }
+                _ => held = Some(chunk),
             }
             next = self.next_chunk(body).await?;
         }
