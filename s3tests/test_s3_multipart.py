@@ -331,8 +331,13 @@ def test_part_checksums_crc64nvme_full_object(s3, mbucket):
     with pytest.raises(ClientError) as e:
         s3.upload_part(**k, UploadId=up["UploadId"], PartNumber=3, Body=b"x", ChecksumAlgorithm="CRC32")
     assert code(e) == "InvalidRequest"
-    done = s3.complete_multipart_upload(**k, UploadId=up["UploadId"], MultipartUpload={"Parts": parts})
     whole = b"".join(bodies)
+    # The whole object's value in a header of the Complete (it describes the
+    # object, not the part list in the body): a wrong one is refused.
+    with pytest.raises(ClientError) as e:
+        s3.complete_multipart_upload(**k, UploadId=up["UploadId"], MultipartUpload={"Parts": parts}, ChecksumCRC64NVME=crc64(b"other"), ChecksumType="FULL_OBJECT")
+    assert code(e) == "BadDigest"
+    done = s3.complete_multipart_upload(**k, UploadId=up["UploadId"], MultipartUpload={"Parts": parts}, ChecksumCRC64NVME=crc64(whole), ChecksumType="FULL_OBJECT")
     assert done["ChecksumCRC64NVME"] == crc64(whole) and done["ChecksumType"] == "FULL_OBJECT"
     # botocore checks the full-object value against the body it reads.
     g = s3.get_object(**k, ChecksumMode="ENABLED")

@@ -9,6 +9,7 @@ import threading
 import urllib.parse
 import urllib.request
 import uuid
+import zlib
 
 import boto3
 import pytest
@@ -562,3 +563,89 @@ def test_only_the_private_acl_is_accepted(s3, bucket):
     with pytest.raises(ClientError) as e:
         s3.put_object_acl(Bucket=bucket, Key="missing", ACL="private")
     assert code(e) == "NoSuchKey"
+
+
+def test_conditional_deletes(s3, bucket):
+    etag = s3.put_object(Bucket=bucket, Key="c", Body=b"v1")["ETag"]
+    # A stale ETag keeps the object (412); the current one, or *, deletes it.
+    with pytest.raises(ClientError) as e:
+        s3.delete_object(Bucket=bucket, Key="c", IfMatch='"0123456789abcdef0123456789abcdef"')
+    assert code(e) == "PreconditionFailed" and status(e) == 412
+    assert s3.get_object(Bucket=bucket, Key="c")["Body"].read() == b"v1"
+    assert s3.delete_object(Bucket=bucket, Key="c", IfMatch=etag)["ResponseMetadata"]["HTTPStatusCode"] == 204
+    # With If-Match, a missing object is 404 (without, deleting it succeeds).
+    with pytest.raises(ClientError) as e:
+        s3.delete_object(Bucket=bucket, Key="c", IfMatch="*")
+    assert code(e) == "NoSuchKey" and status(e) == 404
+    s3.put_object(Bucket=bucket, Key="c", Body=b"v2")
+    s3.delete_object(Bucket=bucket, Key="c", IfMatch="*")
+    # DeleteObjects: each object's ETag is its If-Match.
+    kept = s3.put_object(Bucket=bucket, Key="d1", Body=b"1")["ETag"]
+    gone = s3.put_object(Bucket=bucket, Key="d2", Body=b"2")["ETag"]
+    r = s3.delete_objects(Bucket=bucket, Delete={"Objects": [
+        {"Key": "d1", "ETag": gone}, {"Key": "d2", "ETag": gone}, {"Key": "d3", "ETag": kept}, {"Key": "d4"}]})
+    assert sorted(d["Key"] for d in r["Deleted"]) == ["d2", "d4"]
+    assert sorted((x["Key"], x["Code"]) for x in r["Errors"]) == [("d1", "PreconditionFailed"), ("d3", "NoSuchKey")]
+    assert s3.get_object(Bucket=bucket, Key="d1")["Body"].read() == b"1"
+
+
+def test_checksum_headers_must_agree(cluster, s3, bucket):
+    data = b"checksummed"
+    crc = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    sha = base64.b64encode(hashlib.sha256(data).digest()).decode()
+    refused = [
+        # Two checksums, even both right: AWS takes one.
+        {"x-amz-checksum-crc32": crc, "x-amz-checksum-sha256": sha},
+        # The SDK's algorithm names another checksum than the one sent.
+        {"x-amz-checksum-crc32": crc, "x-amz-sdk-checksum-algorithm": "SHA256"},
+        # An algorithm the gateway does not compute is refused, not ignored.
+        {"x-amz-checksum-sha512": base64.b64encode(hashlib.sha512(data).digest()).decode()},
+    ]
+    for headers in refused:
+        st, _, body = raw(cluster, "PUT", f"/{bucket}/ck", body=data, headers=headers).send()
+        assert st == 400 and b"<Code>InvalidRequest</Code>" in body, (headers, body)
+    with pytest.raises(ClientError) as e:
+        s3.head_object(Bucket=bucket, Key="ck")
+    assert status(e) == 404
+    st, h, _ = raw(cluster, "PUT", f"/{bucket}/ck", body=data, headers={"x-amz-checksum-crc32": crc, "x-amz-sdk-checksum-algorithm": "crc32"}).send()
+    assert st == 200 and h["x-amz-checksum-crc32"] == crc
+
+
+def test_part_number_rules(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="p", Body=b"0123456789")
+    assert s3.get_object(Bucket=bucket, Key="p", PartNumber=1)["Body"].read() == b"0123456789"
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket=bucket, Key="p", PartNumber=1, Range="bytes=0-1")
+    assert code(e) == "InvalidRequest" and status(e) == 400
+    for bad in [0, 10001]:
+        with pytest.raises(ClientError) as e:
+            s3.get_object(Bucket=bucket, Key="p", PartNumber=bad)
+        assert code(e) == "InvalidArgument" and status(e) == 400, bad
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket=bucket, Key="p", PartNumber=2)
+    assert code(e) == "InvalidPartNumber" and status(e) == 416
+    # A range past the end: 416 with the object's length in Content-Range.
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket=bucket, Key="p", Range="bytes=10-")
+    assert code(e) == "InvalidRange" and e.value.response["ResponseMetadata"]["HTTPHeaders"]["content-range"] == "bytes */10"
+
+
+def test_write_conditions_take_only_a_star(s3, bucket):
+    etag = s3.put_object(Bucket=bucket, Key="w", Body=b"1")["ETag"]
+    with pytest.raises(ClientError) as e:
+        s3.put_object(Bucket=bucket, Key="w", Body=b"2", IfNoneMatch=etag)
+    assert code(e) == "NotImplemented" and status(e) == 501
+    with pytest.raises(ClientError) as e:
+        s3.put_object(Bucket=bucket, Key="w", Body=b"2", IfNoneMatch="*")
+    assert code(e) == "PreconditionFailed"
+    assert s3.get_object(Bucket=bucket, Key="w")["Body"].read() == b"1"
+
+
+def test_reserved_bucket_names_and_service_methods(cluster):
+    # Raw requests: SDKs give some of these names another meaning (--x-s3).
+    for name in ["amzn-s3-demo-bucket", "b--x-s3", "b--table-s3", "b.mrap", "a.-b", "a-.b"]:
+        st, _, body = raw(cluster, "PUT", f"/{name}").send()
+        assert st == 400 and b"<Code>InvalidBucketName</Code>" in body, name
+    for method in ["PUT", "DELETE"]:
+        st, _, body = raw(cluster, method, "/").send()
+        assert st == 405 and b"<Code>MethodNotAllowed</Code>" in body, method

@@ -36,6 +36,17 @@ pub struct Body {
 impl Body {
     /// Decode and verify `payload` as `auth` and the headers say.
     pub fn new(req: &HttpRequest, payload: web::Payload, auth: &Verified) -> Result<Body, S3Error> {
+        Body::decode(req, payload, auth, true)
+    }
+
+    /// A body whose `x-amz-checksum-*` headers describe the object, not the
+    /// body (CompleteMultipartUpload's part list): only its signature and
+    /// Content-MD5 are checked.
+    pub fn describing_object(req: &HttpRequest, payload: web::Payload, auth: &Verified) -> Result<Body, S3Error> {
+        Body::decode(req, payload, auth, false)
+    }
+
+    fn decode(req: &HttpRequest, payload: web::Payload, auth: &Verified, flexible_checksum: bool) -> Result<Body, S3Error> {
         let chunked_encoding = header(req, "content-encoding").is_some_and(|v| v.split(',').any(|e| is_aws_chunked(e.as_bytes())));
         if chunked_encoding && !auth.payload.is_streaming() {
             return Err(S3Error::InvalidRequest("aws-chunked Content-Encoding needs a STREAMING-* x-amz-content-sha256".into()));
@@ -64,7 +75,8 @@ impl Body {
             (raw.boxed_local(), content_length)
         };
         let content_md5 = header(req, "content-md5").map(parse_content_md5).transpose()?;
-        let verify = ChecksumVerify::new(stream, expected_checksum(req, &trailers)?, content_md5)?;
+        let expected = if flexible_checksum { expected_checksum(req, &trailers)? } else { None };
+        let verify = ChecksumVerify::new(stream, expected, content_md5)?;
         let checksum = verify.handle();
         let failure: Rc<RefCell<Option<S3Error>>> = Rc::default();
         let slot = failure.clone();
@@ -99,26 +111,40 @@ impl Body {
 }
 
 /// Which flexible checksum the request carries: an `x-amz-checksum-*`
-/// header, or one announced in `x-amz-trailer`; with only
-/// `x-amz-sdk-checksum-algorithm`, compute it without checking.
+/// header (at most one), or one announced in `x-amz-trailer`; with only
+/// `x-amz-sdk-checksum-algorithm`, compute it without checking. An SDK
+/// algorithm naming another checksum than the one sent is refused, as AWS does.
 fn expected_checksum(req: &HttpRequest, trailers: &Arc<Mutex<Vec<(String, String)>>>) -> Result<Option<(ChecksumAlgorithm, Expected)>, S3Error> {
-    for alg in ChecksumAlgorithm::ALL {
-        if let Some(v) = header(req, alg.header_name()) {
-            return Ok(Some((alg, Expected::Known(v.to_string()))));
+    let sdk = match header(req, "x-amz-sdk-checksum-algorithm") {
+        Some(name) => Some(ChecksumAlgorithm::from_name(name).ok_or_else(|| S3Error::InvalidRequest(format!("unsupported checksum algorithm {name:?}")))?),
+        None => None,
+    };
+    // A checksum of an algorithm we do not compute is refused, never ignored.
+    for name in req.headers().keys() {
+        let other = name.as_str().strip_prefix("x-amz-checksum-").is_some_and(|a| !matches!(a, "type" | "algorithm" | "mode"));
+        if other && ChecksumAlgorithm::from_header_name(name.as_str()).is_none() {
+            return Err(S3Error::InvalidRequest(format!("unsupported checksum header {name}")));
         }
     }
-    if let Some(t) = header(req, "x-amz-trailer") {
-        let alg = ChecksumAlgorithm::from_header_name(t.trim())
-            .ok_or_else(|| S3Error::InvalidRequest(format!("unsupported x-amz-trailer {t:?}")))?;
-        return Ok(Some((alg, Expected::FromTrailer(trailers.clone()))));
-    }
-    match header(req, "x-amz-sdk-checksum-algorithm") {
-        Some(name) => {
-            let alg = ChecksumAlgorithm::from_name(name)
-                .ok_or_else(|| S3Error::InvalidRequest(format!("unsupported checksum algorithm {name:?}")))?;
-            Ok(Some((alg, Expected::ComputeOnly)))
+    let mut sent = ChecksumAlgorithm::ALL.into_iter().filter_map(|alg| header(req, alg.header_name()).map(|v| (alg, v)));
+    let expected = match (sent.next(), sent.next()) {
+        (Some(_), Some(_)) => {
+            return Err(S3Error::InvalidRequest("Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.".into()));
         }
-        None => Ok(None),
+        (Some((alg, v)), None) => Some((alg, Expected::Known(v.to_string()))),
+        (None, _) => match header(req, "x-amz-trailer") {
+            Some(t) => {
+                let alg = ChecksumAlgorithm::from_header_name(t.trim())
+                    .ok_or_else(|| S3Error::InvalidRequest(format!("unsupported x-amz-trailer {t:?}")))?;
+                Some((alg, Expected::FromTrailer(trailers.clone())))
+            }
+            None => None,
+        },
+    };
+    match (expected, sdk) {
+        (Some((alg, _)), Some(sdk)) if alg != sdk => Err(S3Error::InvalidRequest("Value for x-amz-sdk-checksum-algorithm header is invalid.".into())),
+        (None, Some(sdk)) => Ok(Some((sdk, Expected::ComputeOnly))),
+        (expected, _) => Ok(expected),
     }
 }
 

@@ -1,5 +1,6 @@
 //! DeleteObjects: up to 1000 keys in one request, each deleted under its key
-//! lock as DeleteObject does, with a per-key result.
+//! lock as DeleteObject does (with its `ETag` as DeleteObject's `If-Match`),
+//! with a per-key result.
 
 use actix_web::{web, HttpResponse};
 use futures::StreamExt;
@@ -8,6 +9,7 @@ use super::body::Body;
 use super::bucket::xml_ok;
 use super::checksum::ChecksumAlgorithm;
 use super::error::S3Error;
+use super::object::write_conditions;
 use super::router::MAX_KEY_LEN;
 use super::xml::{parse_delete, DeleteErrorEntry, DeleteResult, DeletedEntry, ObjectIdentifier};
 use super::{mkv_key, Ctx};
@@ -47,7 +49,10 @@ async fn delete_one(ctx: &Ctx<'_>, object: ObjectIdentifier) -> Result<DeletedEn
     let key = mkv_key(ctx.bucket(), &object.key);
     let store = &ctx.app.store;
     let _guard = store.locks.lock(&key).await;
-    // Deleting a missing key succeeds, as in S3.
+    if let Some(etag) = &object.etag {
+        write_conditions(&store.index, None, Some(etag), &key, &object.key).map_err(fail)?;
+    }
+    // Deleting a missing key succeeds, as in S3 (unless an ETag was given).
     match store.remove(&key).await {
         Ok(()) => Ok(DeletedEntry { key: object.key, version_id: object.version_id }),
         Err(e) => {

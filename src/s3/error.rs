@@ -360,6 +360,10 @@ impl From<actix_web::error::PayloadError> for S3Error {
 pub fn error_response(err: &S3Error, resource: &str, request_id: &str, with_body: bool) -> HttpResponse {
     let mut resp = HttpResponse::build(err.status());
     resp.insert_header(("x-amz-request-id", request_id));
+    if let S3Error::InvalidRange { size, .. } = err {
+        // What a 416 carries (RFC 9110): the length the range missed.
+        resp.insert_header(("Content-Range", format!("bytes */{size}")));
+    }
     if with_body && *err != S3Error::NotModified {
         resp.content_type("application/xml").body(err.to_xml(resource, request_id))
     } else {
@@ -430,6 +434,10 @@ mod tests {
         assert_eq!(head.status(), 404);
         assert!(head.headers().get("content-type").is_none());
         assert!(head.into_body().try_into_bytes().unwrap().is_empty());
+
+        let range = error_response(&S3Error::InvalidRange { range: "bytes=9-".into(), size: 3 }, "/b/k", "RID", true);
+        assert_eq!(range.status(), 416);
+        assert_eq!(range.headers().get("content-range").unwrap(), "bytes */3");
 
         let nm = error_response(&S3Error::NotModified, "/b/k", "RID", true);
         assert_eq!(nm.status(), 304);

@@ -27,7 +27,7 @@ use super::checksum::{composite, ChecksumAlgorithm, ChecksumType, ChecksumValue,
 use super::copy::open_copy_source;
 use super::error::S3Error;
 use super::list::{encode, prefix_successor, url_encoding, URL_SAFE};
-use super::object::{check_write_conditions, headers_to_store, write_conditions};
+use super::object::{check_write_conditions, headers_to_store, parse_part_number, write_conditions, MAX_PART_NUMBER};
 use super::tagging;
 use super::xml::{
     parse_complete_multipart_upload, CompleteMultipartUploadResult, CompletedPart, CopyPartResult, InitiateMultipartUploadResult,
@@ -45,7 +45,6 @@ pub const MPU_DIR: &str = ".mpu";
 /// Smallest part that may be followed by another (AWS: 5 MiB).
 pub const MIN_PART_SIZE: u64 = 5 << 20;
 const MAX_PART_SIZE: u64 = 5 << 30;
-const MAX_PART_NUMBER: u32 = 10_000;
 const MAX_LISTED: usize = 1000;
 /// How often a running Complete sends a space to keep the connection alive.
 const KEEPALIVE: Duration = Duration::from_secs(10);
@@ -100,15 +99,7 @@ fn load_upload<'a>(ctx: &'a Ctx) -> Result<(&'a str, Upload), S3Error> {
 }
 
 fn part_number(ctx: &Ctx) -> Result<u32, S3Error> {
-    let v = ctx.param("partNumber").unwrap_or("");
-    match v.trim().parse::<u32>() {
-        Ok(n) if (1..=MAX_PART_NUMBER).contains(&n) => Ok(n),
-        _ => Err(S3Error::InvalidArgument {
-            message: "Part number must be an integer between 1 and 10000, inclusive".into(),
-            name: "partNumber".into(),
-            value: v.to_string(),
-        }),
-    }
+    parse_part_number(ctx.param("partNumber").unwrap_or(""))
 }
 
 /// The checksum algorithm and type an upload was created with.
@@ -630,7 +621,7 @@ fn complete_result(location: String, bucket: &str, key: &str, etag: &str, checks
 pub async fn complete_multipart_upload(ctx: &Ctx<'_>, payload: web::Payload) -> Result<HttpResponse, S3Error> {
     ctx.require_bucket()?;
     let id = upload_id(ctx)?;
-    let listed = parse_complete_multipart_upload(&Body::new(ctx.req, payload, &ctx.auth)?.read_all().await?)?;
+    let listed = parse_complete_multipart_upload(&Body::describing_object(ctx.req, payload, &ctx.auth)?.read_all().await?)?;
     if listed.len() > MAX_PART_NUMBER as usize {
         return Err(S3Error::MalformedXML);
     }

@@ -136,7 +136,11 @@ pub fn write_conditions(index: &Index, if_none_match: Option<&str>, if_match: Op
         _ => None,
     };
     if let Some(v) = if_none_match {
-        if v.trim() == "*" && current.is_some() {
+        // Writes take only `*` (create if absent), as AWS does.
+        if v.trim() != "*" {
+            return Err(S3Error::NotImplemented("A header you provided implies functionality that is not implemented: If-None-Match other than *".into()));
+        }
+        if current.is_some() {
             return Err(S3Error::PreconditionFailed { condition: "If-None-Match".into() });
         }
     }
@@ -255,11 +259,27 @@ fn check_read_conditions(ctx: &Ctx, etag: &str, mtime: u64) -> Result<Option<Sta
     Ok(None)
 }
 
+/// Most parts an upload may have.
+pub const MAX_PART_NUMBER: u32 = 10_000;
+
+/// A `partNumber` parameter: 400 `InvalidArgument` unless 1 to 10,000.
+pub fn parse_part_number(v: &str) -> Result<u32, S3Error> {
+    match v.trim().parse::<u32>() {
+        Ok(n) if (1..=MAX_PART_NUMBER).contains(&n) => Ok(n),
+        _ => Err(S3Error::InvalidArgument {
+            message: "Part number must be an integer between 1 and 10000, inclusive".into(),
+            name: "partNumber".into(),
+            value: v.to_string(),
+        }),
+    }
+}
+
 /// The bytes of part `n` (`partNumber`): that part of an object completed
 /// from a multipart upload, or, for any other object, part 1 is the whole
-/// object (`None`). An empty part has no byte range to answer.
+/// object (`None`). A part the object does not have (or an empty one, with
+/// no byte range to answer) is 416 `InvalidPartNumber`.
 fn part_range(meta: &ObjectMeta, n: &str) -> Result<Option<(u64, u64)>, S3Error> {
-    let n: usize = n.trim().parse().map_err(|_| S3Error::InvalidPartNumber)?;
+    let n = parse_part_number(n)? as usize;
     if meta.parts.is_empty() {
         return if n == 1 { Ok(None) } else { Err(S3Error::InvalidPartNumber) };
     }
@@ -289,6 +309,9 @@ pub async fn get_object(ctx: &Ctx<'_>, with_body: bool) -> Result<HttpResponse, 
         }
         let mut range = parse_range(ctx.header("range"), size)?;
         if let Some(n) = ctx.param("partNumber") {
+            if ctx.header("range").is_some() {
+                return Err(S3Error::InvalidRequest("Cannot specify both Range header and partNumber query parameter".into()));
+            }
             range = part_range(&meta, n)?;
             if !meta.parts.is_empty() {
                 resp.insert_header(("x-amz-mp-parts-count", meta.parts.len().to_string()));
@@ -489,6 +512,11 @@ pub async fn delete_object(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
     let key = ctx.mkv_key();
     let store = &ctx.app.store;
     let _guard = store.locks.lock(&key).await;
+    // Conditional delete: `If-Match` (an ETag, or `*`) against the object
+    // as it is under the lock; 404 if there is none.
+    if let Some(etag) = ctx.header("if-match") {
+        write_conditions(&store.index, None, Some(etag), &key, ctx.key())?;
+    }
     // Deleting a missing key succeeds, as in S3.
     store.remove(&key).await.map_err(|e| S3Error::from_store(e, ctx.key()))?;
     Ok(HttpResponse::NoContent().finish())
@@ -528,8 +556,10 @@ mod tests {
         let multi = ObjectMeta { size: 12, parts: vec![5, 5, 2], ..Default::default() };
         assert_eq!(part_range(&multi, "1").unwrap(), Some((0, 4)));
         assert_eq!(part_range(&multi, "3").unwrap(), Some((10, 11)));
-        for bad in ["0", "4", "x", "-1"] {
-            assert_eq!(part_range(&multi, bad).unwrap_err(), S3Error::InvalidPartNumber, "{bad}");
+        assert_eq!(part_range(&multi, "4").unwrap_err(), S3Error::InvalidPartNumber);
+        assert_eq!(part_range(&multi, "10000").unwrap_err(), S3Error::InvalidPartNumber);
+        for bad in ["0", "10001", "x", "-1", ""] {
+            assert!(matches!(part_range(&multi, bad).unwrap_err(), S3Error::InvalidArgument { .. }), "{bad}");
         }
     }
 

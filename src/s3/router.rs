@@ -188,7 +188,7 @@ pub fn route(method: &str, path: &str, query: &[&str], copy_source: bool, bucket
     let op = match (&bucket, &key) {
         (None, _) => match method {
             "GET" => Op::ListBuckets,
-            _ => Op::NotImplemented("this operation on the service"),
+            _ => return Err(S3Error::MethodNotAllowed),
         },
         (Some(_), None) => bucket_op(method, &has)?,
         (Some(_), Some(_)) => object_op(method, &has, copy_source),
@@ -308,12 +308,14 @@ pub fn valid_bucket_name(name: &str) -> bool {
         && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'.' || *c == b'-')
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
+        // Each dot-separated part is a DNS label (virtual-hosted addressing).
         && !name.contains("..")
+        && !name.contains(".-")
+        && !name.contains("-.")
         && !name.split('.').all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|c| c.is_ascii_digit()))
-        && !name.starts_with("xn--")
-        && !name.starts_with("sthree-")
-        && !name.ends_with("-s3alias")
-        && !name.ends_with("--ol-s3")
+        // Names AWS reserves for its own kinds of buckets and examples.
+        && !["xn--", "sthree-", "amzn-s3-demo-"].iter().any(|p| name.starts_with(p))
+        && !["-s3alias", "--ol-s3", "--x-s3", "--table-s3", ".mrap"].iter().any(|s| name.ends_with(s))
 }
 
 #[cfg(test)]
@@ -322,6 +324,14 @@ mod tests {
 
     fn op(method: &str, path: &str, q: &[&str]) -> Op {
         route(method, path, q, false, None).unwrap().op
+    }
+
+    #[test]
+    fn the_service_only_lists() {
+        assert_eq!(op("GET", "/", &[]), Op::ListBuckets);
+        for method in ["PUT", "DELETE", "POST"] {
+            assert_eq!(route(method, "/", &[], false, None).unwrap_err(), S3Error::MethodNotAllowed, "{method}");
+        }
     }
 
     #[test]
@@ -392,7 +402,10 @@ mod tests {
         for ok in ["abc", "my-bucket.data", "a1b", &"a".repeat(63)] {
             assert!(valid_bucket_name(ok), "{ok}");
         }
-        for bad in ["ab", "ABC", "a_b", "-ab", "ab-", "a..b", "192.168.5.4", "xn--abc", &"a".repeat(64), "a b"] {
+        for bad in [
+            "ab", "ABC", "a_b", "-ab", "ab-", "a..b", "a.-b", "a-.b", "192.168.5.4", "xn--abc", "amzn-s3-demo-bucket", "b--x-s3", "b--table-s3",
+            "b.mrap", "b-s3alias", &"a".repeat(64), "a b",
+        ] {
             assert!(!valid_bucket_name(bad), "{bad}");
         }
     }

@@ -762,6 +762,9 @@ pub struct ObjectIdentifier {
     /// Exactly as sent: keys may begin or end with spaces.
     pub key: String,
     pub version_id: Option<String>,
+    /// Delete only if the object's ETag is this (`*`: if it exists), as
+    /// DeleteObject's `If-Match`.
+    pub etag: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -785,6 +788,7 @@ pub fn parse_delete(body: &[u8]) -> Result<DeleteRequest, S3Error> {
             Some(ObjectIdentifier {
                 key: o.child("Key")?.text.clone(),
                 version_id: o.child("VersionId").map(|v| v.text.trim().to_string()),
+                etag: o.child("ETag").map(|v| v.text.trim().to_string()),
             })
         })
         .collect::<Option<Vec<_>>>()
@@ -1324,7 +1328,7 @@ mod tests {
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Delete xmlns=\"{S3_NS}\"><Quiet>true</Quiet>\
              <Object><Key>a &amp; b</Key></Object>\
              <Object><Key>&lt;tag&gt; caf\u{e9} \u{1F600}</Key><VersionId>null</VersionId></Object>\
-             <Object><Key> spaced </Key></Object>\
+             <Object><Key> spaced </Key><ETag>\"abc\"</ETag></Object>\
              <Object><Key>line&#13;&#10;end</Key></Object>\
              <Object><Key><![CDATA[raw <cdata> & stuff]]></Key></Object></Delete>"
         );
@@ -1334,6 +1338,8 @@ mod tests {
         assert_eq!(keys, ["a & b", "<tag> caf\u{e9} \u{1F600}", " spaced ", "line\r\nend", "raw <cdata> & stuff"]);
         assert_eq!(d.objects[1].version_id.as_deref(), Some("null"));
         assert_eq!(d.objects[0].version_id, None);
+        assert_eq!(d.objects[2].etag.as_deref(), Some("\"abc\""));
+        assert_eq!(d.objects[0].etag, None);
 
         let plain = parse_delete(b"<Delete><Object><Key>k</Key></Object></Delete>").unwrap();
         assert!(!plain.quiet);
