@@ -89,3 +89,33 @@ def _files(cluster):
                 continue
             out += [os.path.join(root, f) for f in files]
     return out
+
+
+def test_a_stopped_volume_fails_writes_fast_after_its_first_stall(faulty):
+    s3 = client(faulty, read_timeout=60)
+    s3.create_bucket(Bucket="stall")
+    _, _, proc = faulty.volumes[1]
+    outcomes = []
+    os.killpg(proc.pid, signal.SIGSTOP)
+    try:
+        for i in range(12):
+            t = time.monotonic()
+            try:
+                s3.put_object(Bucket="stall", Key=f"k{i}", Body=b"x" * 100)
+                outcomes.append(("ok", time.monotonic() - t))
+            except ClientError as e:
+                outcomes.append((e.response["Error"]["Code"], time.monotonic() - t))
+    finally:
+        os.killpg(proc.pid, signal.SIGCONT)
+    failed = [o for o in outcomes if o[0] != "ok"]
+    # The first write the stopped volume holds fails after the I/O timeout
+    # (10 s here); later ones fail at once (a probe within --voltimeout, 1 s)
+    # with a 503, instead of each holding its client for another timeout.
+    assert len(failed) >= 2, outcomes
+    assert failed[0][1] >= 9, outcomes
+    assert all(code == "ServiceUnavailable" and took < 3 for code, took in failed[1:]), outcomes
+    assert all(took < 3 for code, took in outcomes if code == "ok"), outcomes
+    # Answering again, it takes writes again (the first probe clears it).
+    for i in range(12):
+        s3.put_object(Bucket="stall", Key=f"k{i}", Body=b"y")
+        assert s3.get_object(Bucket="stall", Key=f"k{i}")["Body"].read() == b"y"

@@ -25,6 +25,8 @@ pub enum Error {
     Index(#[from] IndexError),
     #[error("volume {url}: {reason}")]
     Volume { url: String, reason: String },
+    #[error("volume {volume} stalled a write and does not answer now ({reason})")]
+    Stalled { volume: String, reason: String },
     #[error("request body: {0}")]
     Body(String),
     #[error("request body stalled for longer than the I/O timeout")]
@@ -48,6 +50,7 @@ impl Error {
             Error::KeyTooLong => StatusCode::URI_TOO_LONG,
             Error::Body(_) => StatusCode::BAD_REQUEST,
             Error::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Error::Stalled { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::Index(_) | Error::Volume { .. } | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -1,8 +1,10 @@
 //! HTTP client for the nginx volume servers: keep-alive pool, timeouts on
 //! every call, streaming bodies both ways.
 
+use std::collections::HashSet;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -39,6 +41,24 @@ pub struct VolumeClient {
     pub io_timeout: Duration,
     /// Every call is counted and timed, by volume.
     metrics: Arc<Metrics>,
+    stalled: Arc<Stalled>,
+}
+
+/// Volumes (`host:port`) that let a write stall past the I/O timeout (a hung
+/// disk, a stopped process). A write to one probes it first (`HEAD /` within
+/// the HEAD timeout) and fails at once if it still does not answer, instead
+/// of holding the write and its client for another I/O timeout; reads try
+/// it last. The first probe that answers clears the mark.
+#[derive(Default)]
+struct Stalled {
+    any: AtomicBool,
+    hosts: Mutex<HashSet<String>>,
+}
+
+/// The `host:port` of a volume URL.
+fn authority(url: &str) -> &str {
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    rest.split('/').next().unwrap_or(rest)
 }
 
 /// One entry of nginx's `autoindex_format json`.
@@ -87,7 +107,36 @@ impl VolumeClient {
         let builder = || client_builder(head_timeout.max(Duration::from_millis(200)), 256);
         let http = builder().read_timeout(io_timeout).build().expect("reqwest client");
         let upload = builder().build().expect("reqwest client");
-        VolumeClient { http, upload, head_timeout, io_timeout, metrics }
+        VolumeClient { http, upload, head_timeout, io_timeout, metrics, stalled: Arc::default() }
+    }
+
+    /// Note that the volume of `url` let a write stall past the I/O timeout.
+    pub fn mark_stalled(&self, url: &str) {
+        let host = authority(url);
+        tracing::warn!("volume {host} stalled a write for the I/O timeout ({:?}): writes to it now wait for it to answer a probe", self.io_timeout);
+        self.stalled.hosts.lock().unwrap_or_else(|e| e.into_inner()).insert(host.to_string());
+        self.stalled.any.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the volume of `url` is marked stalled.
+    pub fn is_stalled(&self, url: &str) -> bool {
+        self.stalled.any.load(Ordering::Relaxed) && self.stalled.hosts.lock().unwrap_or_else(|e| e.into_inner()).contains(authority(url))
+    }
+
+    /// Before a write to `url`: a volume marked stalled must answer a probe,
+    /// else the write fails now (`Error::Stalled`).
+    pub async fn ready_for_write(&self, url: &str) -> Result<()> {
+        if !self.is_stalled(url) {
+            return Ok(());
+        }
+        let host = authority(url);
+        self.probe(host).await.map_err(|e| Error::Stalled { volume: host.to_string(), reason: e.to_string() })?;
+        let mut hosts = self.stalled.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        if hosts.remove(host) {
+            tracing::info!("volume {host} answers again");
+        }
+        self.stalled.any.store(!hosts.is_empty(), Ordering::Relaxed);
+        Ok(())
     }
 
     /// Run one volume call, counted and timed (a missing file is no error).
@@ -250,14 +299,16 @@ impl VolumeClient {
 
     /// PUT a small body held in memory (metadata and bucket files).
     pub async fn put_bytes(&self, url: &str, body: Bytes) -> Result<()> {
+        self.ready_for_write(url).await?;
         let (tx, rx) = mpsc::channel(1);
         let len = body.len() as u64;
         // The channel has room for the one chunk: this never waits.
         let _ = tx.try_send(Ok(body));
         drop(tx);
-        tokio::time::timeout(self.io_timeout, self.put_stream(url.to_string(), Some(len), rx))
-            .await
-            .map_err(|_| Error::volume(url, "no answer within the I/O timeout"))?
+        tokio::time::timeout(self.io_timeout, self.put_stream(url.to_string(), Some(len), rx)).await.map_err(|_| {
+            self.mark_stalled(url);
+            Error::volume(url, "no answer within the I/O timeout")
+        })?
     }
 
     /// GET a small file whole (metadata and bucket files); `None` if the
@@ -408,5 +459,32 @@ mod tests {
         assert!(client().put_stream(url, Some(10), rx).await.is_err());
         // No connection was opened.
         assert!(tokio::time::timeout(Duration::from_millis(100), listener.accept()).await.is_err());
+    }
+
+    #[test]
+    fn authorities() {
+        assert_eq!(authority("http://127.0.0.1:3001/sv01/ab/cd/a2V5"), "127.0.0.1:3001");
+        assert_eq!(authority("http://h:1"), "h:1");
+    }
+
+    #[tokio::test]
+    async fn a_stalled_volume_fails_writes_until_it_answers_a_probe() {
+        // A listener that never answers: connections wait in its backlog.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/sv01/k", silent.local_addr().unwrap());
+        let c = VolumeClient::new(Duration::from_millis(200), Duration::from_secs(5), Arc::new(Metrics::new(&[])));
+        c.ready_for_write(&url).await.unwrap();
+        c.mark_stalled(&url);
+        assert!(c.is_stalled(&url) && !c.is_stalled("http://127.0.0.1:1/x"));
+        let start = Instant::now();
+        assert!(matches!(c.ready_for_write(&url).await, Err(Error::Stalled { .. })));
+        assert!(start.elapsed() < Duration::from_secs(2));
+        assert!(c.is_stalled(&url));
+        // Once it answers (here: another volume at the same address), the mark goes.
+        let (answering, _server) = one_put_server().await;
+        c.mark_stalled(&answering);
+        c.ready_for_write(&answering).await.unwrap();
+        assert!(!c.is_stalled(&answering) && c.is_stalled(&url));
+        drop(silent);
     }
 }

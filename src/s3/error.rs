@@ -302,7 +302,7 @@ impl S3Error {
             Error::Protected => S3Error::AccessDenied("Access Denied".into()),
             Error::Body(_) => S3Error::IncompleteBody,
             Error::BodyTimeout => S3Error::RequestTimeout,
-            Error::NoReplica => S3Error::ServiceUnavailable,
+            Error::NoReplica | Error::Stalled { .. } => S3Error::ServiceUnavailable,
             e @ (Error::Index(_) | Error::Volume { .. } | Error::Internal(_)) => S3Error::InternalError(e.to_string()),
         }
     }

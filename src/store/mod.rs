@@ -282,6 +282,9 @@ impl Store {
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
+        for url in urls {
+            self.volumes.ready_for_write(url).await?;
+        }
         let mut senders = Vec::with_capacity(urls.len());
         let mut tasks = Vec::with_capacity(urls.len());
         for url in urls {
@@ -303,7 +306,10 @@ impl Store {
                 Ok(Ok(Ok(()))) => {}
                 Ok(Ok(Err(e))) => return Err(e),
                 Ok(Err(e)) => return Err(Error::volume(url, e)),
-                Err(_) => return Err(Error::volume(url, "no answer within the I/O timeout")),
+                Err(_) => {
+                    self.volumes.mark_stalled(url);
+                    return Err(Error::volume(url, "no answer within the I/O timeout"));
+                }
             }
         }
         result
@@ -378,7 +384,10 @@ impl Store {
             match res {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => return Err(Error::volume(url, "volume closed the upload")),
-                Err(_) => return Err(Error::volume(url, "upload stalled for longer than the I/O timeout")),
+                Err(_) => {
+                    self.volumes.mark_stalled(url);
+                    return Err(Error::volume(url, "upload stalled for longer than the I/O timeout"));
+                }
             }
         }
         Ok(())
@@ -505,6 +514,8 @@ impl Store {
     pub fn replica_urls_shuffled(&self, key: &[u8], record: &Record) -> Vec<String> {
         let mut urls: Vec<String> = record.volumes.iter().map(|v| replica_url(v, key, &record.gen)).collect();
         urls.shuffle(&mut rand::rng());
+        // A volume that stalled a write is tried last.
+        urls.sort_by_key(|u| self.volumes.is_stalled(u));
         urls
     }
 
