@@ -276,12 +276,16 @@ pub fn parse_part_number(v: &str) -> Result<u32, S3Error> {
 
 /// The bytes of part `n` (`partNumber`): that part of an object completed
 /// from a multipart upload, or, for any other object, part 1 is the whole
-/// object (`None`). A part the object does not have (or an empty one, with
-/// no byte range to answer) is 416 `InvalidPartNumber`.
+/// object (a range, so 206 as AWS answers; none for an empty object). A part
+/// the object does not have (or an empty one, with no byte range to answer)
+/// is 416 `InvalidPartNumber`.
 fn part_range(meta: &ObjectMeta, n: &str) -> Result<Option<(u64, u64)>, S3Error> {
     let n = parse_part_number(n)? as usize;
     if meta.parts.is_empty() {
-        return if n == 1 { Ok(None) } else { Err(S3Error::InvalidPartNumber) };
+        return match n {
+            1 => Ok(meta.size.checked_sub(1).map(|last| (0, last))),
+            _ => Err(S3Error::InvalidPartNumber),
+        };
     }
     let size = *n.checked_sub(1).and_then(|i| meta.parts.get(i)).ok_or(S3Error::InvalidPartNumber)?;
     if size == 0 {
@@ -551,7 +555,8 @@ mod tests {
     #[test]
     fn part_ranges() {
         let single = ObjectMeta { size: 9, ..Default::default() };
-        assert_eq!(part_range(&single, "1").unwrap(), None);
+        assert_eq!(part_range(&single, "1").unwrap(), Some((0, 8)));
+        assert_eq!(part_range(&ObjectMeta::default(), "1").unwrap(), None);
         assert_eq!(part_range(&single, "2").unwrap_err(), S3Error::InvalidPartNumber);
         let multi = ObjectMeta { size: 12, parts: vec![5, 5, 2], ..Default::default() };
         assert_eq!(part_range(&multi, "1").unwrap(), Some((0, 4)));
