@@ -98,3 +98,29 @@ def test_anonymous_post_needs_a_bucket_policy(cluster, s3, bucket):
     assert status == 204, text
     assert s3.get_object(Bucket=bucket, Key="drop/anon.txt")["Body"].read() == b"hi"
     s3.delete_bucket_policy(Bucket=bucket)
+
+
+def test_filename_is_in_the_key_the_policy_checks(cluster, s3, v4, bucket):
+    p = v4.generate_presigned_post(bucket, "${filename}", Conditions=[["starts-with", "$key", "foo"]], ExpiresIn=300)
+    status, _, text = post(cluster, p["url"], p["fields"], b"bar", "foo.txt", "text/plain")
+    assert status == 204, text
+    assert s3.get_object(Bucket=bucket, Key="foo.txt")["Body"].read() == b"bar"
+    status, _, text = post(cluster, p["url"], p["fields"], b"bar", "other.txt", "text/plain")
+    assert status == 403 and "starts-with" in text
+
+
+def test_malformed_forms_are_400(cluster, s3, v4, bucket):
+    # A key id without its signature is not an anonymous form.
+    p = s3.generate_presigned_post(bucket, "k", ExpiresIn=300)
+    fields = {k: v for k, v in p["fields"].items() if k != "signature"}
+    status, _, text = post(cluster, p["url"], fields, b"x")
+    assert status == 400 and "<Code>InvalidArgument</Code>" in text and "Signature" in text, text
+    p = v4.generate_presigned_post(bucket, "k", ExpiresIn=300)
+    fields = {k: v for k, v in p["fields"].items() if k != "x-amz-signature"}
+    status, _, text = post(cluster, p["url"], fields, b"x")
+    assert status == 400 and "<Code>InvalidArgument</Code>" in text, text
+    # An empty condition is a broken policy document.
+    p = v4.generate_presigned_post(bucket, "k", Conditions=[{}], ExpiresIn=300)
+    status, _, text = post(cluster, p["url"], p["fields"], b"x")
+    assert status == 400 and "<Code>InvalidPolicyDocument</Code>" in text, text
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0

@@ -127,6 +127,7 @@ fn field_name(v: &Value) -> Result<String, S3Error> {
 fn condition(c: &Value) -> Result<Vec<Condition>, S3Error> {
     let text = |v: &Value| v.as_str().map(str::to_string).ok_or_else(|| invalid(format!("Invalid Policy: Invalid Condition: {c}")));
     match c {
+        Value::Object(map) if map.is_empty() => Err(invalid("Invalid Policy: Invalid Simple-Condition: Simple-Conditions must have exactly one property specified.")),
         Value::Object(map) => map.iter().map(|(k, v)| Ok(Condition::Eq(k.to_ascii_lowercase(), text(v)?))).collect(),
         Value::Array(a) if a.len() == 3 => {
             let op = a[0].as_str().unwrap_or("").to_ascii_lowercase();
@@ -209,12 +210,19 @@ fn missing(field: &str) -> S3Error {
 /// matches, or anonymous when there is no signature.
 fn signer(ctx: &Ctx, form: &Form) -> Result<Principal, S3Error> {
     let lookup = |ak: &str| super::secret_of(ctx.app, ak);
-    if let (Some(id), Some(signature)) = (form.field("awsaccesskeyid"), form.field("signature")) {
+    if let Some(id) = form.field("awsaccesskeyid") {
+        let signature = form.field("signature").ok_or_else(|| missing("Signature"))?;
         let policy = form.field("policy").ok_or_else(|| missing("policy"))?;
         sigv4::verify_post_policy_v2(id, policy, signature, lookup).map_err(S3Error::from)?;
         return Ok(super::principal_of(ctx.app, id.to_string()));
     }
-    let Some(signature) = form.field("x-amz-signature") else { return Ok(Principal::Anonymous) };
+    let Some(signature) = form.field("x-amz-signature") else {
+        // A credential without its signature is a mistake, not an anonymous form.
+        return match form.field("x-amz-credential") {
+            Some(_) => Err(missing("x-amz-signature")),
+            None => Ok(Principal::Anonymous),
+        };
+    };
     if form.field("x-amz-algorithm") != Some("AWS4-HMAC-SHA256") {
         return Err(S3Error::InvalidArgument { message: "Only AWS4-HMAC-SHA256 is supported for POST".into(), name: "x-amz-algorithm".into(), value: form.field("x-amz-algorithm").unwrap_or("").into() });
     }
@@ -245,14 +253,18 @@ pub async fn post_object(ctx: &Ctx<'_>, payload: web::Payload) -> Result<HttpRes
     let (form, file) = read_form(ctx, payload).await?;
     let raw_key = form.field("key").ok_or_else(|| missing("key"))?;
     let who = signer(ctx, &form)?;
+    // `${filename}`: the name of the file the browser sent, without folders;
+    // the policy's conditions see the key with it in place.
+    let file_name = form.file_name.as_deref().unwrap_or("").rsplit(['/', '\\']).next().unwrap_or("");
+    let s3_key = raw_key.replace("${filename}", file_name);
     let range = match form.field("policy") {
-        Some(p) => PostPolicy::parse(p)?.check(&form.fields, ctx.bucket(), now_secs())?,
+        Some(p) => {
+            let fields: Vec<(String, String)> = form.fields.iter().map(|(n, v)| (n.clone(), if n == "key" { s3_key.clone() } else { v.clone() })).collect();
+            PostPolicy::parse(p)?.check(&fields, ctx.bucket(), now_secs())?
+        }
         None if who == Principal::Anonymous => (0, MAX_FILE),
         None => return Err(missing("policy")),
     };
-    // `${filename}`: the name of the file the browser sent, without folders.
-    let file_name = form.file_name.as_deref().unwrap_or("").rsplit(['/', '\\']).next().unwrap_or("");
-    let s3_key = raw_key.replace("${filename}", file_name);
     if s3_key.is_empty() || s3_key.len() > super::router::MAX_KEY_LEN {
         return Err(if s3_key.is_empty() { missing("key") } else { S3Error::KeyTooLongError });
     }
@@ -348,7 +360,8 @@ mod tests {
     #[test]
     fn refused_documents() {
         for bad in ["not base64!", &STANDARD.encode("{}"), &STANDARD.encode(r#"{"expiration":"soon","conditions":[]}"#),
-                    &STANDARD.encode(r#"{"expiration":"2030-01-01T00:00:00Z","conditions":[["lt","$key","x"]]}"#)] {
+                    &STANDARD.encode(r#"{"expiration":"2030-01-01T00:00:00Z","conditions":[["lt","$key","x"]]}"#),
+                    &STANDARD.encode(r#"{"expiration":"2030-01-01T00:00:00Z","conditions":[{}]}"#)] {
             assert!(matches!(PostPolicy::parse(bad), Err(S3Error::InvalidPolicyDocument(_))), "{bad}");
         }
         assert_eq!(iso8601_secs("1970-01-01T00:01:00Z"), Some(60));
