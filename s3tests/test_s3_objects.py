@@ -512,14 +512,58 @@ def test_s3_only_port(cluster, s3, bucket):
     assert st == 302
 
 
-def test_unsupported_write_headers_are_refused(s3, bucket):
-    for extra in [{"ServerSideEncryption": "AES256"}, {"ObjectLockLegalHoldStatus": "ON"}]:
+def with_headers(s3, operation, headers):
+    """Send `headers` on the next calls of `operation` (as a client would set them)."""
+    def add(request, **_):
+        for k, v in headers.items():
+            request.headers[k] = v
+    s3.meta.events.register(f"before-sign.s3.{operation}", add)
+    return lambda: s3.meta.events.unregister(f"before-sign.s3.{operation}", add)
+
+
+def test_encryption_and_object_lock_are_never_silently_ignored(s3, bucket):
+    key = bytes(range(32))
+    for extra, want in [({"ServerSideEncryption": "AES256"}, ("NotImplemented", 501)),
+                        ({"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "k"}, ("NotImplemented", 501)),
+                        ({"SSECustomerAlgorithm": "AES256", "SSECustomerKey": key}, ("NotImplemented", 501)),
+                        ({"ServerSideEncryption": "aes:kms"}, ("InvalidArgument", 400)),
+                        ({"ServerSideEncryption": "AES256", "SSEKMSKeyId": "k"}, ("InvalidArgument", 400)),
+                        ({"ObjectLockLegalHoldStatus": "ON"}, ("InvalidRequest", 400))]:
         with pytest.raises(ClientError) as e:
             s3.put_object(Bucket=bucket, Key="refused", Body=b"x", **extra)
-        assert code(e) == "NotImplemented" and status(e) == 501, extra
+        assert (code(e), status(e)) == want, extra
+    # Incomplete sets AWS refuses: a KMS key without aws:kms, an SSE-C key without its algorithm.
+    for headers in [{"x-amz-server-side-encryption-aws-kms-key-id": "k"},
+                    {"x-amz-server-side-encryption-customer-key": base64.b64encode(key).decode(),
+                     "x-amz-server-side-encryption-customer-key-md5": base64.b64encode(hashlib.md5(key).digest()).decode()}]:
+        undo = with_headers(s3, "PutObject", headers)
+        with pytest.raises(ClientError) as e:
+            s3.put_object(Bucket=bucket, Key="refused", Body=b"x")
+        undo()
+        assert (code(e), status(e)) == ("InvalidArgument", 400), headers
     with pytest.raises(ClientError) as e:
         s3.head_object(Bucket=bucket, Key="refused")
     assert status(e) == 404
+    # Reads: no object is encrypted, so encryption parameters never apply.
+    s3.put_object(Bucket=bucket, Key="plain", Body=b"x")
+    undo = with_headers(s3, "GetObject", {"x-amz-server-side-encryption": "aws:kms"})
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket=bucket, Key="plain")
+    undo()
+    assert (code(e), status(e)) == ("InvalidArgument", 400)
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket=bucket, Key="plain", SSECustomerAlgorithm="AES256", SSECustomerKey=key)
+    assert (code(e), status(e)) == ("InvalidRequest", 400)
+    with pytest.raises(ClientError) as e:
+        s3.copy_object(Bucket=bucket, Key="copy", CopySource={"Bucket": bucket, "Key": "plain"},
+                       CopySourceSSECustomerAlgorithm="AES256", CopySourceSSECustomerKey=key)
+    assert (code(e), status(e)) == ("InvalidRequest", 400)
+    # A bucket asked to lock its objects is refused, not created unlocked.
+    name = f"locked-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(ClientError) as e:
+        s3.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
+    assert (code(e), status(e)) == ("NotImplemented", 501)
+    assert name not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
 
 
 def test_versioning_can_be_suspended_never_enabled(s3, bucket):

@@ -90,6 +90,10 @@ pub async fn create_bucket(ctx: &Ctx<'_>, payload: web::Payload) -> Result<HttpR
     if !valid_bucket_name(name) {
         return Err(S3Error::InvalidBucketName { bucket: name.to_string() });
     }
+    // A bucket that would silently not lock what its owner locks.
+    if ctx.header("x-amz-bucket-object-lock-enabled").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+        return Err(S3Error::NotImplemented("Object Lock is not supported".into()));
+    }
     // Any location is accepted: there is one location.
     let body = Body::new(ctx.req, payload, &ctx.auth)?.read_all().await?;
     let location = xml::parse_create_bucket_configuration(&body)?;

@@ -124,6 +124,7 @@ pub fn check_copy_source(ctx: &Ctx) -> Result<(CopySource, Record, ObjectMeta), 
     let source = parse_copy_source(value)?;
     ctx.require(Need::Read, &source.bucket, Some((Action::GetObject, Some(&source.key))))?;
     let (record, meta) = live_object(ctx, &source.mkv_key())?.ok_or_else(|| S3Error::NoSuchKey { key: source.key.clone() })?;
+    super::encryption::check_read(ctx.req.headers(), true)?;
     check_source_conditions(ctx, &etag_of(&record, &meta), meta.mtime)?;
     Ok((source, record, meta))
 }

@@ -8,6 +8,7 @@ pub mod chunked;
 pub mod copy;
 pub mod cors;
 pub mod delete;
+pub mod encryption;
 pub mod error;
 pub mod list;
 pub mod multipart;

@@ -267,6 +267,7 @@ struct PartChecksum {
 pub async fn upload_part(ctx: &Ctx<'_>, payload: web::Payload) -> Result<HttpResponse, S3Error> {
     let (id, upload) = load_upload(ctx)?;
     let number = part_number(ctx)?;
+    super::encryption::check_write(ctx.req.headers())?;
     let sent = sent_algorithm(ctx);
     let wanted = upload_checksum(&upload).map(|(a, _)| a);
     if let (Some(w), Some(s)) = (wanted, sent) {
@@ -298,6 +299,7 @@ pub async fn upload_part(ctx: &Ctx<'_>, payload: web::Payload) -> Result<HttpRes
 pub async fn upload_part_copy(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
     let (id, upload) = load_upload(ctx)?;
     let number = part_number(ctx)?;
+    super::encryption::check_write(ctx.req.headers())?;
     let source = open_copy_source(ctx, ctx.header("x-amz-copy-source-range")).await?;
     if source.len > MAX_PART_SIZE {
         return Err(S3Error::InvalidRequest("The specified copy source is larger than the maximum allowable size for a copy source: 5368709120".into()));

@@ -43,22 +43,10 @@ fn internal(e: impl std::fmt::Display) -> S3Error {
     S3Error::InternalError(e.to_string())
 }
 
-/// Request headers asking for something we do not do (encryption, object
-/// lock): refused, so no client believes it happened.
-const UNSUPPORTED_HEADERS: [&str; 5] = [
-    "x-amz-server-side-encryption",
-    "x-amz-server-side-encryption-customer-algorithm",
-    "x-amz-object-lock-mode",
-    "x-amz-object-lock-retain-until-date",
-    "x-amz-object-lock-legal-hold",
-];
-
 /// The headers a write stores: the standard ones and user metadata, byte
 /// for byte as received (`Content-Encoding` without `aws-chunked`).
 pub fn headers_to_store(ctx: &Ctx) -> Result<Vec<(String, HeaderBytes)>, S3Error> {
-    if let Some(h) = UNSUPPORTED_HEADERS.iter().find(|h| ctx.req.headers().contains_key(**h)) {
-        return Err(S3Error::NotImplemented(format!("{h} is not supported")));
-    }
+    super::encryption::check_write(ctx.req.headers())?;
     let mut out = Vec::new();
     for name in STORED_HEADERS {
         let Some(v) = ctx.req.headers().get(name) else { continue };
@@ -298,6 +286,7 @@ fn part_range(meta: &ObjectMeta, n: &str) -> Result<Option<(u64, u64)>, S3Error>
 pub async fn get_object(ctx: &Ctx<'_>, with_body: bool) -> Result<HttpResponse, S3Error> {
     ctx.require_bucket()?;
     check_version(ctx)?;
+    super::encryption::check_read(ctx.req.headers(), false)?;
     let key = ctx.mkv_key();
     // The record names immutable files: what is read is the value the
     // headers describe. If they are gone before the first byte (replaced or

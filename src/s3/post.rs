@@ -248,6 +248,19 @@ fn form_headers(form: &Form) -> Vec<(String, HeaderBytes)> {
     out
 }
 
+/// The form's encryption and object lock fields, as the headers of a
+/// PutObject would carry them.
+fn form_encryption_fields(form: &Form) -> actix_web::http::header::HeaderMap {
+    let mut map = actix_web::http::header::HeaderMap::new();
+    for (name, value) in form.fields.iter().filter(|(n, _)| n.starts_with("x-amz-server-side-encryption") || n.starts_with("x-amz-object-lock-")) {
+        if let Ok(n) = actix_web::http::header::HeaderName::try_from(name.as_str()) {
+            // A value no header could carry is still a request for encryption.
+            map.insert(n, actix_web::http::header::HeaderValue::from_str(value).unwrap_or(actix_web::http::header::HeaderValue::from_static("?")));
+        }
+    }
+    map
+}
+
 pub async fn post_object(ctx: &Ctx<'_>, payload: web::Payload) -> Result<HttpResponse, S3Error> {
     ctx.require_bucket()?;
     let (form, file) = read_form(ctx, payload).await?;
@@ -269,6 +282,7 @@ pub async fn post_object(ctx: &Ctx<'_>, payload: web::Payload) -> Result<HttpRes
         return Err(if s3_key.is_empty() { missing("key") } else { S3Error::KeyTooLongError });
     }
     ctx.require_as(&who, Need::Write, ctx.bucket(), Some((Action::PutObject, Some(&s3_key))))?;
+    super::encryption::check_write(&form_encryption_fields(&form))?;
     let key = super::mkv_key(ctx.bucket(), &s3_key);
     let headers = form_headers(&form);
     // The `tagging` field is a `<Tagging>` document, as PutObjectTagging's body.
