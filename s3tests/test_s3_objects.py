@@ -600,7 +600,9 @@ def test_only_the_private_acl_is_accepted(s3, bucket):
                  lambda: s3.put_object_acl(Bucket=bucket, Key="k", ACL="public-read-write"),
                  lambda: s3.put_object_acl(Bucket=bucket, Key="k", GrantRead="id=someone"),
                  lambda: s3.put_object_acl(Bucket=bucket, Key="k", AccessControlPolicy={
-                     "Grants": acl["Grants"] + [public], "Owner": acl["Owner"]})):
+                     "Grants": acl["Grants"] + [public], "Owner": acl["Owner"]}),
+                 # No grant at all would take the owner's away: not the ACL there is.
+                 lambda: s3.put_bucket_acl(Bucket=bucket, AccessControlPolicy={"Grants": [], "Owner": acl["Owner"]})):
         with pytest.raises(ClientError) as e:
             call()
         assert code(e) == "NotImplemented" and status(e) == 501

@@ -188,7 +188,8 @@ pub fn get_default(ctx: &Ctx, what: BucketDefault) -> Result<HttpResponse, S3Err
 /// accepted as the no-op it is — as the canned `private` or
 /// `bucket-owner-full-control`, or a body whose every grant is
 /// `FULL_CONTROL` to the caller (what a client reading the ACL and putting
-/// it back sends). Any other grant answers 501: never a silent success.
+/// it back sends). Any other grant, or none, answers 501: never a silent
+/// success.
 pub async fn put_acl(ctx: &Ctx<'_>, payload: web::Payload, key: Option<&[u8]>) -> Result<HttpResponse, S3Error> {
     ctx.require_bucket()?;
     let body = Body::new(ctx.req, payload, &ctx.auth)?.read_all().await?;
@@ -205,7 +206,9 @@ pub async fn put_acl(ctx: &Ctx<'_>, payload: web::Payload, key: Option<&[u8]>) -
         None if body.is_empty() => return Err(S3Error::MissingRequestBodyError),
         None => {
             let me = owner(ctx).id;
-            if !xml::parse_acl_grants(&body)?.iter().all(|(id, permission)| id.as_deref() == Some(me.as_str()) && permission == "FULL_CONTROL") {
+            let grants = xml::parse_acl_grants(&body)?;
+            // No grant at all revokes the owner's: not the ACL there is either.
+            if grants.is_empty() || !grants.iter().all(|(id, permission)| id.as_deref() == Some(me.as_str()) && permission == "FULL_CONTROL") {
                 return Err(refused());
             }
         }
