@@ -602,10 +602,19 @@ def test_only_the_private_acl_is_accepted(s3, bucket):
                  lambda: s3.put_object_acl(Bucket=bucket, Key="k", AccessControlPolicy={
                      "Grants": acl["Grants"] + [public], "Owner": acl["Owner"]}),
                  # No grant at all would take the owner's away: not the ACL there is.
-                 lambda: s3.put_bucket_acl(Bucket=bucket, AccessControlPolicy={"Grants": [], "Owner": acl["Owner"]})):
+                 lambda: s3.put_bucket_acl(Bucket=bucket, AccessControlPolicy={"Grants": [], "Owner": acl["Owner"]}),
+                 # Writes asking for more than private are refused too, not stored private.
+                 lambda: s3.put_object(Bucket=bucket, Key="public", Body=b"x", ACL="public-read"),
+                 lambda: s3.put_object(Bucket=bucket, Key="public", Body=b"x", GrantRead='uri="http://acs.amazonaws.com/groups/global/AllUsers"'),
+                 lambda: s3.copy_object(Bucket=bucket, Key="public", CopySource={"Bucket": bucket, "Key": "k"}, ACL="public-read"),
+                 lambda: s3.create_multipart_upload(Bucket=bucket, Key="public", ACL="authenticated-read"),
+                 lambda: s3.create_bucket(Bucket=f"{bucket}-pub", ACL="public-read-write")):
         with pytest.raises(ClientError) as e:
             call()
         assert code(e) == "NotImplemented" and status(e) == 501
+    assert "public" not in [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    s3.put_object(Bucket=bucket, Key="private", Body=b"x", ACL="private")
+    s3.put_object(Bucket=bucket, Key="owned", Body=b"x", ACL="bucket-owner-full-control")
     with pytest.raises(ClientError) as e:
         s3.put_object_acl(Bucket=bucket, Key="missing", ACL="private")
     assert code(e) == "NoSuchKey"

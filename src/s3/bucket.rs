@@ -90,6 +90,7 @@ pub async fn create_bucket(ctx: &Ctx<'_>, payload: web::Payload) -> Result<HttpR
     if !valid_bucket_name(name) {
         return Err(S3Error::InvalidBucketName { bucket: name.to_string() });
     }
+    check_acl_headers(ctx.req.headers())?;
     // A bucket that would silently not lock what its owner locks.
     if ctx.header("x-amz-bucket-object-lock-enabled").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
         return Err(S3Error::NotImplemented("Object Lock is not supported".into()));
@@ -183,6 +184,27 @@ pub fn get_default(ctx: &Ctx, what: BucketDefault) -> Result<HttpResponse, S3Err
     }
 }
 
+fn acl_refused() -> S3Error {
+    S3Error::NotImplemented("ACL grants are not supported: the owner has full control and no one else (use bucket policies)".into())
+}
+
+/// A request's canned ACL (`x-amz-acl`, a form's `acl`) and whether it has
+/// `x-amz-grant-*` headers: only the ACL there is, the owner's full control,
+/// is accepted, on writes as on PutBucketAcl/PutObjectAcl; anything granting
+/// more answers 501, never a silent success.
+pub fn check_acl(canned: Option<&str>, grants: bool) -> Result<(), S3Error> {
+    match canned {
+        _ if grants => Err(acl_refused()),
+        None | Some("private" | "bucket-owner-full-control") => Ok(()),
+        Some(_) => Err(acl_refused()),
+    }
+}
+
+/// [`check_acl`] of a request's headers.
+pub fn check_acl_headers(headers: &actix_web::http::header::HeaderMap) -> Result<(), S3Error> {
+    check_acl(headers.get("x-amz-acl").map(|v| v.to_str().unwrap_or("?")), headers.keys().any(|h| h.as_str().starts_with("x-amz-grant-")))
+}
+
 /// PutBucketAcl and PutObjectAcl (`key`: the object's, which must exist):
 /// the only ACL there is, the owner's full control ("private"), is
 /// accepted as the no-op it is — as the canned `private` or
@@ -196,20 +218,16 @@ pub async fn put_acl(ctx: &Ctx<'_>, payload: web::Payload, key: Option<&[u8]>) -
     if let Some(key) = key {
         super::object::live_object(ctx, key)?.ok_or_else(|| S3Error::NoSuchKey { key: ctx.key().to_string() })?;
     }
-    let refused = || S3Error::NotImplemented("ACL grants are not supported: the owner has full control and no one else (use bucket policies)".into());
-    if ctx.req.headers().keys().any(|h| h.as_str().starts_with("x-amz-grant-")) {
-        return Err(refused());
-    }
+    check_acl_headers(ctx.req.headers())?;
     match ctx.header("x-amz-acl") {
-        Some("private" | "bucket-owner-full-control") => {}
-        Some(_) => return Err(refused()),
+        Some(_) => {}
         None if body.is_empty() => return Err(S3Error::MissingRequestBodyError),
         None => {
             let me = owner(ctx).id;
             let grants = xml::parse_acl_grants(&body)?;
             // No grant at all revokes the owner's: not the ACL there is either.
             if grants.is_empty() || !grants.iter().all(|(id, permission)| id.as_deref() == Some(me.as_str()) && permission == "FULL_CONTROL") {
-                return Err(refused());
+                return Err(acl_refused());
             }
         }
     }

@@ -47,6 +47,7 @@ fn internal(e: impl std::fmt::Display) -> S3Error {
 /// for byte as received (`Content-Encoding` without `aws-chunked`).
 pub fn headers_to_store(ctx: &Ctx) -> Result<Vec<(String, HeaderBytes)>, S3Error> {
     super::encryption::check_write(ctx.req.headers())?;
+    super::bucket::check_acl_headers(ctx.req.headers())?;
     let mut out = Vec::new();
     for name in STORED_HEADERS {
         let Some(v) = ctx.req.headers().get(name) else { continue };

@@ -283,6 +283,7 @@ pub async fn post_object(ctx: &Ctx<'_>, payload: web::Payload) -> Result<HttpRes
     }
     ctx.require_as(&who, Need::Write, ctx.bucket(), Some((Action::PutObject, Some(&s3_key))))?;
     super::encryption::check_write(&form_encryption_fields(&form))?;
+    super::bucket::check_acl(form.field("acl"), false)?;
     let key = super::mkv_key(ctx.bucket(), &s3_key);
     let headers = form_headers(&form);
     // The `tagging` field is a `<Tagging>` document, as PutObjectTagging's body.
