@@ -101,7 +101,8 @@ def test_a_stopped_volume_fails_writes_fast_after_its_first_stall(faulty):
         for i in range(12):
             t = time.monotonic()
             try:
-                s3.put_object(Bucket="stall", Key=f"k{i}", Body=b"x" * 100)
+                # A client (a connection) each: they land on every server worker.
+                client(faulty, read_timeout=60).put_object(Bucket="stall", Key=f"k{i}", Body=b"x" * 100)
                 outcomes.append(("ok", time.monotonic() - t))
             except ClientError as e:
                 outcomes.append((e.response["Error"]["Code"], time.monotonic() - t))

@@ -110,6 +110,13 @@ impl VolumeClient {
         VolumeClient { http, upload, head_timeout, io_timeout, metrics, stalled: Arc::default() }
     }
 
+    /// A client of its own (connections run on the runtime that opened
+    /// them: one per server worker) that shares this one's stalled marks, so
+    /// a volume one worker found stalled fails fast on every worker.
+    pub fn for_worker(&self) -> VolumeClient {
+        VolumeClient { stalled: self.stalled.clone(), ..VolumeClient::new(self.head_timeout, self.io_timeout, self.metrics.clone()) }
+    }
+
     /// Note that the volume of `url` let a write stall past the I/O timeout.
     pub fn mark_stalled(&self, url: &str) {
         let host = authority(url);
@@ -476,6 +483,8 @@ mod tests {
         c.ready_for_write(&url).await.unwrap();
         c.mark_stalled(&url);
         assert!(c.is_stalled(&url) && !c.is_stalled("http://127.0.0.1:1/x"));
+        // Every worker's client knows it.
+        assert!(c.for_worker().is_stalled(&url));
         let start = Instant::now();
         assert!(matches!(c.ready_for_write(&url).await, Err(Error::Stalled { .. })));
         assert!(start.elapsed() < Duration::from_secs(2));

@@ -174,8 +174,7 @@ impl Store {
     /// The same store with a volume client (connection pool) of its own,
     /// for one server worker.
     pub fn for_worker(&self) -> Store {
-        let volumes = VolumeClient::new(self.config.voltimeout, self.config.io_timeout, self.metrics.clone());
-        Store { volumes, ..self.clone() }
+        Store { volumes: self.volumes.for_worker(), ..self.clone() }
     }
 
     /// Where placement puts a key now.
