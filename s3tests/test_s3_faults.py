@@ -120,3 +120,34 @@ def test_a_stopped_volume_fails_writes_fast_after_its_first_stall(faulty):
     for i in range(12):
         s3.put_object(Bucket="stall", Key=f"k{i}", Body=b"y")
         assert s3.get_object(Bucket="stall", Key=f"k{i}")["Body"].read() == b"y"
+
+
+def test_native_deletes_fail_fast_on_a_stopped_volume(faulty):
+    """A native DELETE is a volume write too: the first one a stopped volume
+    holds fails after the I/O timeout, later ones at once (503); once the
+    volume answers again they complete."""
+    import urllib.request
+
+    def call(method, key, body=None):
+        req = urllib.request.Request(f"{faulty.endpoint}/native-del/{key}", data=body, method=method)
+        t = time.monotonic()
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return r.status, time.monotonic() - t
+        except urllib.error.HTTPError as e:
+            return e.code, time.monotonic() - t
+
+    for i in range(3):
+        assert call("PUT", f"k{i}", b"v")[0] == 201
+    _, _, proc = faulty.volumes[1]
+    os.killpg(proc.pid, signal.SIGSTOP)
+    try:
+        first = call("DELETE", "k0")
+        later = [call("DELETE", f"k{i}") for i in (1, 2)]
+    finally:
+        os.killpg(proc.pid, signal.SIGCONT)
+    assert first[0] == 500 and first[1] >= 9, first
+    assert all(st == 503 and took < 3 for st, took in later), later
+    for i in range(3):
+        assert call("DELETE", f"k{i}")[0] == 204
+        assert call("GET", f"k{i}")[0] == 404

@@ -238,10 +238,18 @@ impl VolumeClient {
         .await
     }
 
-    /// DELETE a file; a file already gone counts as deleted.
+    /// DELETE a file; a file already gone counts as deleted. A write like
+    /// any other: a stalled volume fails it at once, and one that lets it
+    /// time out is marked stalled.
     pub async fn delete(&self, url: &str) -> Result<()> {
+        self.ready_for_write(url).await?;
         self.timed("DELETE", url, async {
-            let resp = self.http.delete(url).timeout(self.io_timeout).send().await.map_err(|e| Error::volume(url, e))?;
+            let resp = self.http.delete(url).timeout(self.io_timeout).send().await.map_err(|e| {
+                if e.is_timeout() {
+                    self.mark_stalled(url);
+                }
+                Error::volume(url, e)
+            })?;
             match resp.status() {
                 StatusCode::NO_CONTENT | StatusCode::OK | StatusCode::NOT_FOUND => Ok(()),
                 s => Err(Error::volume(url, format!("DELETE answered {s}"))),
