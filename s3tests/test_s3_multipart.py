@@ -309,6 +309,12 @@ def test_part_checksums_crc32_composite(s3, mbucket):
     with pytest.raises(ClientError) as e:
         s3.complete_multipart_upload(**k, UploadId=up["UploadId"], MultipartUpload={"Parts": bad})
     assert code(e) == "InvalidPart"
+    # Parts a composite checksum combines are numbered 1, 2, 3, … (AWS).
+    last = s3.upload_part(**k, UploadId=up["UploadId"], PartNumber=3, Body=b"x", ChecksumAlgorithm="CRC32")
+    gap = [parts[0], {"PartNumber": 3, "ETag": last["ETag"], "ChecksumCRC32": last["ChecksumCRC32"]}]
+    with pytest.raises(ClientError) as e:
+        s3.complete_multipart_upload(**k, UploadId=up["UploadId"], MultipartUpload={"Parts": gap})
+    assert code(e) == "InvalidPartOrder"
     done = s3.complete_multipart_upload(**k, UploadId=up["UploadId"], MultipartUpload={"Parts": parts})
     want = f"{b64(crc32_raw(b''.join(crc32_raw(b) for b in bodies)))}-2"
     assert done["ChecksumCRC32"] == want and done["ChecksumType"] == "COMPOSITE"

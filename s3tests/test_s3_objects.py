@@ -707,3 +707,41 @@ def test_reserved_bucket_names_and_service_methods(cluster):
     for method in ["PUT", "DELETE"]:
         st, _, body = raw(cluster, method, "/").send()
         assert st == 405 and b"<Code>MethodNotAllowed</Code>" in body, method
+
+
+def test_response_overrides_are_signed_and_latin1(cluster, s3, bucket):
+    s3.put_object(Bucket=bucket, Key="page.txt", Body=b"hello", ContentType="text/plain")
+    g = s3.get_object(Bucket=bucket, Key="page.txt", ResponseContentDisposition='attachment; filename="café.txt"')
+    assert g["ContentDisposition"] == 'attachment; filename="café.txt"'  # sent as ISO-8859-1, read back as such
+    for value in ['attachment; filename="文書.txt"', "text/plain\nX-Injected: 1", "a\x01b"]:
+        with pytest.raises(ClientError) as e:
+            s3.get_object(Bucket=bucket, Key="page.txt", ResponseContentType=value)
+        assert (code(e), status(e)) == ("InvalidArgument", 400), value
+    # Anonymous readers of a public object may not change its headers.
+    s3.put_bucket_policy(Bucket=bucket, Policy='{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*",'
+                         f'"Action":"s3:GetObject","Resource":"arn:aws:s3:::{bucket}/*"}}]}}')
+    url = f"http://127.0.0.1:{cluster.s3_port}/{bucket}/page.txt"
+    with urllib.request.urlopen(url) as r:
+        assert r.status == 200 and r.headers["Content-Type"] == "text/plain"
+    for method in ("GET", "HEAD"):
+        req = urllib.request.Request(url + "?response-content-type=text%2Fhtml", method=method)
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req)
+        assert e.value.code == 400
+        if method == "GET":
+            assert b"<Code>InvalidRequest</Code>" in e.value.read()
+    s3.delete_bucket_policy(Bucket=bucket)
+
+
+def test_self_copy_may_change_only_the_website_redirect(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x", ContentType="a/b", WebsiteRedirectLocation="/old")
+    s3.copy_object(Bucket=bucket, Key="k", CopySource={"Bucket": bucket, "Key": "k"}, WebsiteRedirectLocation="/new")
+    h = s3.head_object(Bucket=bucket, Key="k")
+    assert h["WebsiteRedirectLocation"] == "/new" and h["ContentType"] == "a/b"
+    # A copy elsewhere does not carry the redirect over (AWS: not copied).
+    s3.copy_object(Bucket=bucket, Key="k2", CopySource={"Bucket": bucket, "Key": "k"})
+    h2 = s3.head_object(Bucket=bucket, Key="k2")
+    assert "WebsiteRedirectLocation" not in h2 and h2["ContentType"] == "a/b"
+    with pytest.raises(ClientError) as e:
+        s3.copy_object(Bucket=bucket, Key="k", CopySource={"Bucket": bucket, "Key": "k"})
+    assert code(e) == "InvalidRequest"

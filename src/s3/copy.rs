@@ -225,11 +225,11 @@ pub async fn copy_object(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
     let dest = ctx.mkv_key();
     let source = parse_copy_source(ctx.header("x-amz-copy-source").unwrap_or(""))?;
     if source.mkv_key() == dest {
-        if !replace {
+        if !replace && ctx.header(REDIRECT).is_none() {
             return Err(S3Error::InvalidRequest("This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.".into()));
         }
         if algorithm.is_none() {
-            return replace_metadata_in_place(ctx, new_headers, tags).await;
+            return replace_metadata_in_place(ctx, replace, new_headers, tags).await;
         }
     }
     let src = open_copy_source(ctx, None).await?;
@@ -259,7 +259,7 @@ pub async fn copy_object(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
     };
     let meta = ObjectMeta {
         mtime: now_secs(),
-        headers: if replace { new_headers } else { src.meta.headers.clone() },
+        headers: copied_headers(replace, new_headers, &src.meta.headers),
         etag: (!store.config.md5sum).then(|| md5.clone()),
         checksum,
         tags: tags.unwrap_or_else(|| src.meta.tags.clone()),
@@ -275,15 +275,28 @@ pub async fn copy_object(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
     Ok(response)
 }
 
-/// Copy onto itself with REPLACE: the bytes stay, only the metadata (and
-/// the tags with `x-amz-tagging-directive: REPLACE`) and the modification
-/// time change, and only if the object is still the version whose
-/// conditions were checked.
-async fn replace_metadata_in_place(ctx: &Ctx<'_>, headers: Vec<(String, HeaderBytes)>, tags: Option<Vec<(String, String)>>) -> Result<HttpResponse, S3Error> {
+const REDIRECT: &str = "x-amz-website-redirect-location";
+
+/// A copy's stored headers: the request's with REPLACE, else the source's
+/// less its website redirect, which AWS never copies (a request may give a
+/// new one).
+fn copied_headers(replace: bool, request: Vec<(String, HeaderBytes)>, source: &[(String, HeaderBytes)]) -> Vec<(String, HeaderBytes)> {
+    if replace {
+        return request;
+    }
+    let kept = source.iter().filter(|(n, _)| n != REDIRECT).cloned();
+    kept.chain(request.into_iter().filter(|(n, _)| n == REDIRECT)).collect()
+}
+
+/// Copy onto itself with REPLACE (or a new website redirect): the bytes
+/// stay, only the metadata (and the tags with `x-amz-tagging-directive:
+/// REPLACE`) and the modification time change, and only if the object is
+/// still the version whose conditions were checked.
+async fn replace_metadata_in_place(ctx: &Ctx<'_>, replace: bool, headers: Vec<(String, HeaderBytes)>, tags: Option<Vec<(String, String)>>) -> Result<HttpResponse, S3Error> {
     let (record, new) = change_meta_in_place(ctx, MetaTime::Now, |_, meta| {
         check_copy_source(ctx)?;
         check_write_conditions(ctx, &ctx.mkv_key())?;
-        Ok(ObjectMeta { headers, tags: tags.unwrap_or(meta.tags.clone()), ..meta })
+        Ok(ObjectMeta { headers: copied_headers(replace, headers, &meta.headers), tags: tags.unwrap_or(meta.tags.clone()), ..meta })
     })
     .await?;
     Ok(copy_result(etag_of(&record, &new), &new))
@@ -295,6 +308,15 @@ mod tests {
 
     fn src(b: &str, k: &str) -> CopySource {
         CopySource { bucket: b.into(), key: k.into() }
+    }
+
+    #[test]
+    fn website_redirects_are_not_copied() {
+        let h = |kv: &[(&str, &str)]| kv.iter().map(|(n, v)| (n.to_string(), HeaderBytes::from(*v))).collect::<Vec<_>>();
+        let source = h(&[("content-type", "a/b"), (REDIRECT, "/old")]);
+        assert_eq!(copied_headers(false, h(&[("content-type", "x/y")]), &source), h(&[("content-type", "a/b")]));
+        assert_eq!(copied_headers(false, h(&[(REDIRECT, "/new")]), &source), h(&[("content-type", "a/b"), (REDIRECT, "/new")]));
+        assert_eq!(copied_headers(true, h(&[("content-type", "x/y")]), &source), h(&[("content-type", "x/y")]));
     }
 
     #[test]

@@ -562,10 +562,15 @@ fn trim_etag(etag: &str) -> String {
 }
 
 /// Check a Complete's part list against the parts uploaded, as AWS does:
-/// ascending numbers, known parts with their ETags and checksums, every part
-/// but the last at least `MIN_PART_SIZE`.
+/// ascending numbers (1, 2, 3, … when each part has a checksum the object's
+/// combines), known parts with their ETags and checksums, every part but the
+/// last at least `MIN_PART_SIZE`.
 fn plan(upload: &Upload, uploaded: &[(u32, Part)], listed: &[CompletedPart]) -> Result<Plan, S3Error> {
     if listed.windows(2).any(|w| w[1].part_number <= w[0].part_number) {
+        return Err(S3Error::InvalidPartOrder);
+    }
+    let per_part = matches!(upload_checksum(upload), Some((_, ChecksumType::Composite)));
+    if per_part && listed.iter().zip(1..).any(|(l, n)| l.part_number != n) {
         return Err(S3Error::InvalidPartOrder);
     }
     let mut parts = Vec::with_capacity(listed.len());
@@ -893,12 +898,17 @@ mod tests {
 
         assert_eq!(plan(&u, &up, &[listed(2, &e(1), None), listed(1, &e(0), None)]).unwrap_err(), S3Error::InvalidPartOrder);
         assert_eq!(plan(&u, &up, &[listed(1, &e(0), None), listed(1, &e(0), None)]).unwrap_err(), S3Error::InvalidPartOrder);
-        assert_eq!(plan(&u, &up, &[listed(4, &e(0), None)]).unwrap_err().aws_code(), "InvalidPart");
+        assert_eq!(plan(&upload(None), &up, &[listed(4, &e(0), None)]).unwrap_err().aws_code(), "InvalidPart");
         assert_eq!(plan(&u, &up, &[listed(1, &e(1), None)]).unwrap_err().aws_code(), "InvalidPart");
         assert_eq!(plan(&u, &up, &[listed(1, &e(0), Some(&c2))]).unwrap_err().aws_code(), "InvalidPart");
-        assert_eq!(plan(&u, &up, &[listed(2, &e(1), None), listed(3, &e(2), None)]).unwrap_err(), S3Error::EntityTooSmall);
+        assert_eq!(plan(&upload(None), &up, &[listed(2, &e(1), None), listed(3, &e(2), None)]).unwrap_err(), S3Error::EntityTooSmall);
+        // Parts a composite checksum combines are numbered from 1 without gaps.
+        assert_eq!(plan(&u, &up, &[listed(2, &e(1), None), listed(3, &e(2), None)]).unwrap_err(), S3Error::InvalidPartOrder);
+        assert_eq!(plan(&u, &up, &[listed(1, &e(0), None), listed(3, &e(2), None)]).unwrap_err(), S3Error::InvalidPartOrder);
         // A composite checksum needs every part's value.
-        assert_eq!(plan(&u, &up, &[listed(1, &e(0), None), listed(3, &e(2), None)]).unwrap_err().aws_code(), "InvalidPart");
+        let unsummed = vec![part(1, big, Some(&c1)), part(2, big, None)];
+        let e2 = unsummed[1].1.md5.clone();
+        assert_eq!(plan(&u, &unsummed, &[listed(1, &e(0), None), listed(2, &e2, None)]).unwrap_err().aws_code(), "InvalidPart");
         let plain = plan(&upload(None), &up, &[listed(1, &e(0), None), listed(3, &e(2), None)]).unwrap();
         assert!(plain.composite.is_none() && plain.full_object.is_none() && plain.etag.ends_with("-2"));
         let full = plan(&upload(Some(("CRC64NVME", "FULL_OBJECT"))), &up, &[listed(3, &e(2), None)]).unwrap();

@@ -13,6 +13,7 @@ use super::bucket::{acl_document, xml_ok};
 use super::checksum::{ChecksumAlgorithm, ChecksumType, ChecksumValue};
 use super::chunked::is_aws_chunked;
 use super::error::S3Error;
+use super::permission::Principal;
 use super::tagging;
 use super::xml::{http_date, AttributePart, AttributeParts, ObjectAttributes};
 use super::Ctx;
@@ -288,6 +289,7 @@ pub async fn get_object(ctx: &Ctx<'_>, with_body: bool) -> Result<HttpResponse, 
     ctx.require_bucket()?;
     check_version(ctx)?;
     super::encryption::check_read(ctx.req.headers(), false)?;
+    let overrides = response_overrides(ctx)?;
     let key = ctx.mkv_key();
     // The record names immutable files: what is read is the value the
     // headers describe. If they are gone before the first byte (replaced or
@@ -318,7 +320,7 @@ pub async fn get_object(ctx: &Ctx<'_>, with_body: bool) -> Result<HttpResponse, 
             (Some(_), Some(n)) => part_checksum(&meta, n).map(|(alg, value)| (alg, value, None)),
             (Some(_), None) => None,
         };
-        add_stored_headers(ctx, &mut resp, &meta, checksum);
+        add_stored_headers(ctx, &mut resp, &meta, &overrides, checksum);
         let len = match range {
             Some((a, b)) => {
                 resp.status(StatusCode::PARTIAL_CONTENT).insert_header(("Content-Range", format!("bytes {a}-{b}/{size}")));
@@ -356,6 +358,30 @@ pub async fn get_object(ctx: &Ctx<'_>, with_body: bool) -> Result<HttpResponse, 
     Err(S3Error::ServiceUnavailable)
 }
 
+/// The `response-*` overrides asked for, as header values: only a signed
+/// request may change the answer's headers (an anonymous one could make a
+/// public object render as a page of the gateway's origin), and the values
+/// go out in ISO-8859-1 as AWS sends them, so a character outside it, or a
+/// control character, is refused.
+fn response_overrides(ctx: &Ctx) -> Result<Vec<(&'static str, HeaderValue)>, S3Error> {
+    let mut out = Vec::new();
+    for (q, h) in OVERRIDES {
+        let Some(v) = ctx.param(q) else { continue };
+        if ctx.principal == Principal::Anonymous {
+            return Err(S3Error::InvalidRequest("Request specific response headers cannot be used for anonymous GET requests.".into()));
+        }
+        let latin1: Option<Vec<u8>> = v.chars().map(|c| u8::try_from(u32::from(c)).ok().filter(|b| *b == b'\t' || !c.is_control())).collect();
+        let value = latin1.and_then(|b| HeaderValue::from_bytes(&b).ok()).ok_or_else(|| S3Error::InvalidArgument {
+            message: "Header value cannot be represented using ISO-8859-1.".into(),
+            name: q.into(),
+            // Control characters would make the error document unreadable (XML 1.0).
+            value: v.chars().filter(|c| !c.is_control()).collect(),
+        })?;
+        out.push((h, value));
+    }
+    Ok(out)
+}
+
 /// Part `n`'s own checksum (algorithm, base64) if the upload had one.
 fn part_checksum<'a>(meta: &'a ObjectMeta, n: &str) -> Option<(&'a str, &'a str)> {
     let i = n.trim().parse::<usize>().ok()?.checked_sub(1)?;
@@ -366,10 +392,10 @@ fn part_checksum<'a>(meta: &'a ObjectMeta, n: &str) -> Option<(&'a str, &'a str)
 /// Stored headers, overrides, and — when asked for (`x-amz-checksum-mode`)
 /// — `checksum`: the whole object's (with its type) or a part's, never the
 /// whole object's for a range (SDKs would validate the range against it).
-fn add_stored_headers(ctx: &Ctx, resp: &mut HttpResponseBuilder, meta: &ObjectMeta, checksum: Option<(&str, &str, Option<&str>)>) {
+fn add_stored_headers(ctx: &Ctx, resp: &mut HttpResponseBuilder, meta: &ObjectMeta, overrides: &[(&str, HeaderValue)], checksum: Option<(&str, &str, Option<&str>)>) {
     let mut has_type = false;
     for (name, value) in &meta.headers {
-        let overridden = OVERRIDES.iter().any(|(q, h)| h == name && ctx.param(q).is_some());
+        let overridden = overrides.iter().any(|(h, _)| h == name);
         if !overridden {
             // Stored values came from request headers, so they are valid ones.
             if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
@@ -378,11 +404,9 @@ fn add_stored_headers(ctx: &Ctx, resp: &mut HttpResponseBuilder, meta: &ObjectMe
             }
         }
     }
-    for (q, h) in OVERRIDES {
-        if let Some(v) = ctx.param(q) {
-            has_type |= h == "content-type";
-            resp.insert_header((h, v));
-        }
+    for (h, v) in overrides {
+        has_type |= *h == "content-type";
+        resp.insert_header((*h, v.clone()));
     }
     if !has_type {
         resp.insert_header(("Content-Type", "binary/octet-stream"));
