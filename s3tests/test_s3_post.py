@@ -124,3 +124,12 @@ def test_malformed_forms_are_400(cluster, s3, v4, bucket):
     status, _, text = post(cluster, p["url"], p["fields"], b"x")
     assert status == 400 and "<Code>InvalidPolicyDocument</Code>" in text, text
     assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+
+
+def test_an_unusable_redirect_is_ignored(cluster, s3, v4, bucket):
+    bad = "http://example.com/done\r\nX-Injected: 1"
+    p = v4.generate_presigned_post(bucket, "r.txt", Fields={"success_action_redirect": bad},
+                                   Conditions=[{"success_action_redirect": bad}], ExpiresIn=300)
+    status, h, text = post(cluster, p["url"], p["fields"], b"kept", "r.txt", "text/plain")
+    assert status == 204 and "X-Injected" not in h, text
+    assert s3.get_object(Bucket=bucket, Key="r.txt")["Body"].read() == b"kept"

@@ -324,7 +324,10 @@ fn answer(ctx: &Ctx, form: &Form, key: &str, md5: &str) -> Result<HttpResponse, 
     let host = ctx.header("host").unwrap_or("localhost");
     let location = format!("http://{host}/{}/{}", ctx.bucket(), super::list::encode(key.as_bytes(), true));
     let etag = format!("\"{md5}\"");
-    if let Some(url) = form.field("success_action_redirect").or(form.field("redirect")).filter(|u| !u.is_empty()) {
+    // A redirect S3 cannot use is ignored, as AWS does: here one a Location
+    // header could not carry (the object is committed: no 500 now).
+    let usable = |u: &&str| !u.is_empty() && !u.chars().any(char::is_control);
+    if let Some(url) = form.field("success_action_redirect").or(form.field("redirect")).filter(usable) {
         let sep = if url.contains('?') { '&' } else { '?' };
         let q = |v: &str| percent_encoding::utf8_percent_encode(v, QUERY_VALUE).to_string();
         let to = format!("{url}{sep}bucket={}&key={}&etag={}", q(ctx.bucket()), q(key), q(&etag));
