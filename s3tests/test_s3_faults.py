@@ -137,17 +137,56 @@ def test_native_deletes_fail_fast_on_a_stopped_volume(faulty):
         except urllib.error.HTTPError as e:
             return e.code, time.monotonic() - t
 
-    for i in range(3):
+    import base64
+    import pathlib
+
+    _, folder, proc = faulty.volumes[1]
+    for i in range(12):
         assert call("PUT", f"k{i}", b"v")[0] == 201
-    _, _, proc = faulty.volumes[1]
+    # The keys with a replica on the volume stopped (2 replicas of 3 volumes).
+    names = {f"k{i}": base64.b64encode(f"/native-del/k{i}".encode()).decode() for i in range(12)}
+    held = [k for k, n in names.items() if "/" not in n and any(pathlib.Path(folder).rglob(n))][:3]
+    assert len(held) == 3, held
     os.killpg(proc.pid, signal.SIGSTOP)
     try:
-        first = call("DELETE", "k0")
-        later = [call("DELETE", f"k{i}") for i in (1, 2)]
+        first = call("DELETE", held[0])
+        later = [call("DELETE", k) for k in held[1:]]
     finally:
         os.killpg(proc.pid, signal.SIGCONT)
     assert first[0] == 500 and first[1] >= 9, first
     assert all(st == 503 and took < 3 for st, took in later), later
-    for i in range(3):
-        assert call("DELETE", f"k{i}")[0] == 204
-        assert call("GET", f"k{i}")[0] == 404
+    for k in held:
+        assert call("DELETE", k)[0] == 204
+        assert call("GET", k)[0] == 404
+
+
+def test_reads_stop_waiting_for_a_stopped_volume(faulty):
+    """A native GET checks a replica with a HEAD before it redirects; a
+    stopped volume makes that HEAD wait --voltimeout (1 s). Once one read
+    found it silent, reads try it last: one slow read, not one in three."""
+    import http.client
+
+    def get(key):
+        conn = http.client.HTTPConnection("127.0.0.1", faulty.port, timeout=30)
+        t = time.monotonic()
+        conn.request("GET", f"/native-read/{key}")
+        status = conn.getresponse().status
+        conn.close()
+        return status, time.monotonic() - t
+
+    for i in range(10):
+        conn = http.client.HTTPConnection("127.0.0.1", faulty.port, timeout=30)
+        conn.request("PUT", f"/native-read/k{i}", body=b"v")
+        assert conn.getresponse().status == 201
+    _, _, proc = faulty.volumes[1]
+    os.killpg(proc.pid, signal.SIGSTOP)
+    try:
+        reads = [get(f"k{i % 10}") for i in range(30)]
+    finally:
+        os.killpg(proc.pid, signal.SIGCONT)
+    assert all(st == 302 for st, _ in reads), reads
+    assert sum(took > 0.8 for _, took in reads) <= 1, reads
+    # A write's probe finds it answering again and clears the mark.
+    conn = http.client.HTTPConnection("127.0.0.1", faulty.port, timeout=30)
+    conn.request("PUT", "/native-read/after", body=b"v")
+    assert conn.getresponse().status == 201

@@ -106,10 +106,11 @@ async fn get(app: &AppState, key: &[u8]) -> HttpResponse {
 }
 
 /// The URL of the first replica of a live record (random order, as the
-/// original's `rand.Perm`) that answers a HEAD within the volume timeout;
-/// `Store::locate` for a record already read. The file path is the same on
-/// every volume, so it is made once. If no replica answers and the record
-/// changed meanwhile (the value was replaced), it starts over with the new one.
+/// original's `rand.Perm`, but volumes marked stalled or slow last) that
+/// answers a HEAD within the volume timeout; `Store::locate` for a record
+/// already read. The file path is the same on every volume, so it is made
+/// once. If no replica answers and the record changed meanwhile (the value
+/// was replaced), it starts over with the new one.
 async fn locate(store: &Store, key: &[u8], mut record: Record) -> Option<String> {
     for _ in 0..3 {
         let path = key2path(key, &record.gen);
@@ -118,10 +119,16 @@ async fn locate(store: &Store, key: &[u8], mut record: Record) -> Option<String>
         // A random rotation, then the rest in random direction: every order
         // of up to 3 replicas is possible, with no allocation.
         let step = if n > 2 && rand::random::<bool>() { n - 1 } else { 1 };
-        for i in 0..n {
-            let url = format!("http://{}{path}", record.volumes[(start + i * step) % n]);
-            if store.volumes.exists(&url).await {
-                return Some(url);
+        for marked in [false, true] {
+            for i in 0..n {
+                let volume = &record.volumes[(start + i * step) % n];
+                if store.volumes.try_last(volume) != marked {
+                    continue;
+                }
+                let url = format!("http://{volume}{path}");
+                if store.volumes.exists(&url).await {
+                    return Some(url);
+                }
             }
         }
         match store.record(key).ok().flatten().filter(Record::is_live) {

@@ -41,18 +41,59 @@ pub struct VolumeClient {
     pub io_timeout: Duration,
     /// Every call is counted and timed, by volume.
     metrics: Arc<Metrics>,
-    stalled: Arc<Stalled>,
+    /// Shared by every worker's client.
+    marks: Arc<Marks>,
 }
 
-/// Volumes (`host:port`) that let a write stall past the I/O timeout (a hung
-/// disk, a stopped process). A write to one probes it first (`HEAD /` within
-/// the HEAD timeout) and fails at once if it still does not answer, instead
-/// of holding the write and its client for another I/O timeout; reads try
-/// it last. The first probe that answers clears the mark.
+/// What the volume client learnt of volumes that stop answering (a hung
+/// disk, a stopped process).
 #[derive(Default)]
-struct Stalled {
+struct Marks {
+    /// Volumes that let a write stall past the I/O timeout. A write to one
+    /// probes it first (`HEAD /` within the HEAD timeout) and fails at once if
+    /// it still does not answer, instead of holding the write and its client
+    /// for another I/O timeout. The first probe that answers clears the mark.
+    stalled: HostSet,
+    /// Volumes a read found silent past the HEAD timeout: a weaker sign (a
+    /// busy disk is slow too), so it only orders reads, until a call to the
+    /// volume succeeds.
+    slow: HostSet,
+}
+
+/// A set of volumes (`host:port`), with a lock-free check for the usual
+/// case, none.
+#[derive(Default)]
+struct HostSet {
     any: AtomicBool,
     hosts: Mutex<HashSet<String>>,
+}
+
+impl HostSet {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.hosts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn contains(&self, host: &str) -> bool {
+        self.any.load(Ordering::Relaxed) && self.lock().contains(host)
+    }
+
+    /// Whether it was not there yet.
+    fn insert(&self, host: &str) -> bool {
+        let added = self.lock().insert(host.to_string());
+        self.any.store(true, Ordering::Relaxed);
+        added
+    }
+
+    /// Whether it was there.
+    fn remove(&self, host: &str) -> bool {
+        if !self.any.load(Ordering::Relaxed) {
+            return false;
+        }
+        let mut hosts = self.lock();
+        let removed = hosts.remove(host);
+        self.any.store(!hosts.is_empty(), Ordering::Relaxed);
+        removed
+    }
 }
 
 /// The `host:port` of a volume URL.
@@ -107,27 +148,43 @@ impl VolumeClient {
         let builder = || client_builder(head_timeout.max(Duration::from_millis(200)), 256);
         let http = builder().read_timeout(io_timeout).build().expect("reqwest client");
         let upload = builder().build().expect("reqwest client");
-        VolumeClient { http, upload, head_timeout, io_timeout, metrics, stalled: Arc::default() }
+        VolumeClient { http, upload, head_timeout, io_timeout, metrics, marks: Arc::default() }
     }
 
     /// A client of its own (connections run on the runtime that opened
     /// them: one per server worker) that shares this one's stalled marks, so
     /// a volume one worker found stalled fails fast on every worker.
     pub fn for_worker(&self) -> VolumeClient {
-        VolumeClient { stalled: self.stalled.clone(), ..VolumeClient::new(self.head_timeout, self.io_timeout, self.metrics.clone()) }
+        VolumeClient { marks: self.marks.clone(), ..VolumeClient::new(self.head_timeout, self.io_timeout, self.metrics.clone()) }
     }
 
     /// Note that the volume of `url` let a write stall past the I/O timeout.
     pub fn mark_stalled(&self, url: &str) {
         let host = authority(url);
-        tracing::warn!("volume {host} stalled a write for the I/O timeout ({:?}): writes to it now wait for it to answer a probe", self.io_timeout);
-        self.stalled.hosts.lock().unwrap_or_else(|e| e.into_inner()).insert(host.to_string());
-        self.stalled.any.store(true, Ordering::Relaxed);
+        if self.marks.stalled.insert(host) {
+            tracing::warn!("volume {host} stalled a write for the I/O timeout ({:?}): writes to it now wait for it to answer a probe", self.io_timeout);
+        }
     }
 
-    /// Whether the volume of `url` is marked stalled.
-    pub fn is_stalled(&self, url: &str) -> bool {
-        self.stalled.any.load(Ordering::Relaxed) && self.stalled.hosts.lock().unwrap_or_else(|e| e.into_inner()).contains(authority(url))
+    /// Note that the volume of `url` did not answer a read within the HEAD
+    /// timeout: reads try it last until a call to it succeeds.
+    fn mark_slow(&self, url: &str) {
+        let host = authority(url);
+        if self.marks.slow.insert(host) {
+            tracing::warn!("volume {host} did not answer a read within {:?}: reads try it last", self.head_timeout);
+        }
+    }
+
+    /// Whether the volume of `url` is marked stalled (writes probe it).
+    fn is_stalled(&self, url: &str) -> bool {
+        self.marks.stalled.contains(authority(url))
+    }
+
+    /// Whether reads should try the volume of `url` (or a `host:port`) after
+    /// the others.
+    pub fn try_last(&self, url: &str) -> bool {
+        let host = authority(url);
+        self.marks.stalled.contains(host) || self.marks.slow.contains(host)
     }
 
     /// Before a write to `url`: a volume marked stalled must answer a probe,
@@ -138,11 +195,9 @@ impl VolumeClient {
         }
         let host = authority(url);
         self.probe(host).await.map_err(|e| Error::Stalled { volume: host.to_string(), reason: e.to_string() })?;
-        let mut hosts = self.stalled.hosts.lock().unwrap_or_else(|e| e.into_inner());
-        if hosts.remove(host) {
+        if self.marks.stalled.remove(host) {
             tracing::info!("volume {host} answers again");
         }
-        self.stalled.any.store(!hosts.is_empty(), Ordering::Relaxed);
         Ok(())
     }
 
@@ -152,6 +207,9 @@ impl VolumeClient {
         let result = call.await;
         let failed = matches!(result, Err(ref e) if !matches!(e, Error::NotFound));
         self.metrics.volume_call(url, method, failed, start.elapsed());
+        if !failed && self.marks.slow.remove(authority(url)) {
+            tracing::info!("volume {} answers again", authority(url));
+        }
         result
     }
 
@@ -178,10 +236,16 @@ impl VolumeClient {
         self.timed("HEAD", &url, call).await
     }
 
-    /// Size of the file if the volume has it (200 to a HEAD in time).
+    /// Size of the file if the volume has it (200 to a HEAD in time). A
+    /// volume silent past the timeout is marked slow: reads try it last.
     pub async fn head(&self, url: &str) -> Result<Option<u64>> {
         self.timed("HEAD", url, async {
-            let resp = self.http.head(url).timeout(self.head_timeout).send().await.map_err(|e| Error::volume(url, e))?;
+            let resp = self.http.head(url).timeout(self.head_timeout).send().await.map_err(|e| {
+                if e.is_timeout() {
+                    self.mark_slow(url);
+                }
+                Error::volume(url, e)
+            })?;
             match resp.status() {
                 StatusCode::OK => Ok(resp.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok()).or(Some(0))),
                 StatusCode::NOT_FOUND => Ok(None),
@@ -270,7 +334,10 @@ impl VolumeClient {
         self.timed("GET", url, async {
             let resp = tokio::time::timeout(self.head_timeout, req.send())
                 .await
-                .map_err(|_| Error::volume(url, "no response headers within the volume timeout"))?
+                .map_err(|_| {
+                    self.mark_slow(url);
+                    Error::volume(url, "no response headers within the volume timeout")
+                })?
                 .map_err(|e| Error::volume(url, e))?;
             match resp.status() {
                 StatusCode::OK | StatusCode::PARTIAL_CONTENT => Ok(resp),
@@ -502,6 +569,24 @@ mod tests {
         c.mark_stalled(&answering);
         c.ready_for_write(&answering).await.unwrap();
         assert!(!c.is_stalled(&answering) && c.is_stalled(&url));
+        drop(silent);
+    }
+
+    #[tokio::test]
+    async fn a_read_past_the_timeout_only_orders_reads() {
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/sv01/k", silent.local_addr().unwrap());
+        let c = VolumeClient::new(Duration::from_millis(200), Duration::from_secs(5), Arc::new(Metrics::new(&[])));
+        assert!(!c.try_last(&url));
+        assert!(c.head(&url).await.is_err());
+        // Reads (on every worker) try it last; writes do not wait for a probe.
+        assert!(c.for_worker().try_last(&url) && !c.is_stalled(&url));
+        // A call that succeeds clears it (here: another volume at the same address).
+        let (answering, _server) = one_put_server().await;
+        c.mark_slow(&answering);
+        assert!(c.try_last(&answering));
+        c.put_bytes(&answering, Bytes::from_static(b"x")).await.unwrap();
+        assert!(!c.try_last(&answering) && c.try_last(&url));
         drop(silent);
     }
 }

@@ -513,8 +513,8 @@ impl Store {
     pub fn replica_urls_shuffled(&self, key: &[u8], record: &Record) -> Vec<String> {
         let mut urls: Vec<String> = record.volumes.iter().map(|v| replica_url(v, key, &record.gen)).collect();
         urls.shuffle(&mut rand::rng());
-        // A volume that stalled a write is tried last.
-        urls.sort_by_key(|u| self.volumes.is_stalled(u));
+        // A volume that stalled a request is tried last.
+        urls.sort_by_key(|u| self.volumes.try_last(u));
         urls
     }
 
