@@ -550,8 +550,14 @@ impl Store {
             let meta = ObjectMeta { unlinked: Some(now_secs()), ..self.index.get_meta(key)?.unwrap_or_default() };
             return self.commit_put(key, soft, Some(meta)).await;
         }
+        let urls: Vec<String> = rec.volumes.iter().map(|v| replica_url(v, key, &rec.gen)).collect();
+        // A volume known to be stalled fails the DELETE before anything
+        // changes: the key stays as it was, not hidden by a soft delete.
+        for url in &urls {
+            self.volumes.ready_for_write(url).await?;
+        }
         self.commit_put(key, soft, None).await?;
-        let deletes = rec.volumes.iter().map(|v| replica_url(v, key, &rec.gen)).map(|url| async move { self.volumes.delete(&url).await });
+        let deletes = urls.iter().map(|url| async move { self.volumes.delete(url).await });
         for res in futures::future::join_all(deletes).await {
             // The record stays soft-deleted: a retry can finish the job.
             res?;
