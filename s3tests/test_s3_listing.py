@@ -6,6 +6,8 @@ import base64
 import concurrent.futures
 import hashlib
 import json
+import threading
+import time
 import urllib.request
 import uuid
 import xml.etree.ElementTree as ET
@@ -431,3 +433,34 @@ def test_aws_cli_copies(cluster, s3, bucket, tmp_path):
     finally:
         aws(cluster, "s3", "rb", "--force", f"s3://{other}")
     assert other not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
+
+def test_listed_size_and_etag_are_of_one_write(s3, bucket):
+    """A listing reads the key records and their metadata from one snapshot
+    of the index: under concurrent overwrites every entry's Size and ETag
+    are those of one value (they were read in two transactions, and a
+    commit between them mixed two writes)."""
+    values = [bytes([i]) * (1000 + i) for i in range(50)]
+    size_of = {hashlib.md5(v).hexdigest(): len(v) for v in values}
+    stop_at = time.time() + 6
+
+    def write():
+        i = 0
+        while time.time() < stop_at:
+            s3.put_object(Bucket=bucket, Key="hot", Body=values[i % len(values)])
+            i += 1
+
+    writers = [threading.Thread(target=write) for _ in range(4)]
+    for t in writers:
+        t.start()
+    listed, mixed = 0, []
+    try:
+        while time.time() < stop_at:
+            for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+                listed += 1
+                if size_of.get(o["ETag"].strip('"')) != o["Size"]:
+                    mixed.append((o["ETag"], o["Size"]))
+    finally:
+        for t in writers:
+            t.join()
+    assert listed > 50 and not mixed, (listed, mixed[:5])

@@ -662,7 +662,7 @@ async fn generations_collector_rebuild_verify_repair() {
 /// Every record with its metadata, in key order.
 async fn all_records(index: &Index) -> Vec<(Vec<u8>, mkv::index::Record, Option<mkv::index::ObjectMeta>)> {
     let recs: Vec<(Vec<u8>, mkv::index::Record)> = mkv::admin::records(index.clone(), Vec::new()).map(Result::unwrap).collect().await;
-    let metas = index.get_metas(&recs.iter().map(|(k, _)| k).collect::<Vec<_>>()).unwrap();
+    let metas = index.snapshot().unwrap().get_metas(&recs.iter().map(|(k, _)| k).collect::<Vec<_>>()).unwrap();
     recs.into_iter().zip(metas).map(|((k, r), m)| (k, r, m)).collect()
 }
 

@@ -66,7 +66,7 @@ async fn usage(index: &Index) -> Result<Usage, IndexError> {
     while let Some(page) = pages.try_next().await.map_err(|e| e.1)? {
         let live: Vec<Vec<u8>> = page.into_iter().filter(|(_, r)| r.is_live()).map(|(k, _)| k).collect();
         usage.live_objects += live.len() as u64;
-        usage.bytes += index.get_metas(&live)?.iter().flatten().map(|m| m.size).sum::<u64>();
+        usage.bytes += index.snapshot()?.get_metas(&live)?.iter().flatten().map(|m| m.size).sum::<u64>();
     }
     Ok(usage)
 }

@@ -254,15 +254,10 @@ impl Index {
         }
     }
 
-    /// Metadata of many keys from one snapshot (a listing page).
-    pub fn get_metas<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Option<ObjectMeta>>, IndexError> {
-        let rtxn = self.env.read_txn()?;
-        keys.iter()
-            .map(|k| match self.meta.get(&rtxn, k.as_ref())? {
-                Some(raw) => Ok(Some(serde_json::from_slice(raw)?)),
-                None => Ok(None),
-            })
-            .collect()
+    /// One read transaction: what is read through it is one state of the
+    /// index, whatever commits meanwhile.
+    pub fn snapshot(&self) -> Result<Snapshot<'_>, IndexError> {
+        Ok(Snapshot { index: self, rtxn: self.env.read_txn()? })
     }
 
     /// Record and metadata together, from one snapshot.
@@ -524,13 +519,8 @@ impl Index {
 
     /// Visit keys with `prefix`, in byte order, from `start` (or the prefix).
     /// One read transaction: the callback must be quick and must not block.
-    pub fn scan(
-        &self,
-        prefix: &[u8],
-        start: Option<&[u8]>,
-        mut f: impl FnMut(&[u8], Record) -> Scan,
-    ) -> Result<(), IndexError> {
-        self.scan_db(self.keys, prefix, start, |k, v| Ok(f(k, Record::decode(v))))
+    pub fn scan(&self, prefix: &[u8], start: Option<&[u8]>, f: impl FnMut(&[u8], Record) -> Scan) -> Result<(), IndexError> {
+        self.snapshot()?.scan(prefix, start, f)
     }
 
     /// The range scan under every listing: keys of `db` with `prefix`, from
@@ -541,32 +531,67 @@ impl Index {
         db: Database<Bytes, Bytes>,
         prefix: &[u8],
         start: Option<&[u8]>,
-        mut f: impl FnMut(&[u8], &[u8]) -> Result<Scan, IndexError>,
+        f: impl FnMut(&[u8], &[u8]) -> Result<Scan, IndexError>,
     ) -> Result<(), IndexError> {
         let rtxn = self.env.read_txn()?;
-        let mut from = match start {
-            Some(s) if s > prefix => s.to_vec(),
-            _ => prefix.to_vec(),
-        };
-        'seek: loop {
-            // LMDB cannot seek to an empty key: start at the first one.
-            let lower = if from.is_empty() { Bound::Unbounded } else { Bound::Included(from.as_slice()) };
-            for item in db.range(&rtxn, &(lower, Bound::Unbounded))? {
-                let (k, v) = item?;
-                if !k.starts_with(prefix) {
-                    return Ok(());
-                }
-                match f(k, v)? {
-                    Scan::Continue => {}
-                    Scan::Stop => return Ok(()),
-                    Scan::SeekTo(next) => {
-                        from = next;
-                        continue 'seek;
-                    }
+        scan_in(&rtxn, db, prefix, start, f)
+    }
+}
+
+/// A read transaction of the index ([`Index::snapshot`]): a listing page and
+/// its objects' metadata read through one are of the same writes.
+pub struct Snapshot<'a> {
+    index: &'a Index,
+    rtxn: heed::RoTxn<'a, heed::WithTls>,
+}
+
+impl Snapshot<'_> {
+    /// Key records with `prefix` from `start`, as [`Index::scan`].
+    pub fn scan(&self, prefix: &[u8], start: Option<&[u8]>, mut f: impl FnMut(&[u8], Record) -> Scan) -> Result<(), IndexError> {
+        scan_in(&self.rtxn, self.index.keys, prefix, start, |k, v| Ok(f(k, Record::decode(v))))
+    }
+
+    /// Metadata of many keys (a listing page's objects).
+    pub fn get_metas<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Option<ObjectMeta>>, IndexError> {
+        keys.iter()
+            .map(|k| match self.index.meta.get(&self.rtxn, k.as_ref())? {
+                Some(raw) => Ok(Some(serde_json::from_slice(raw)?)),
+                None => Ok(None),
+            })
+            .collect()
+    }
+}
+
+/// The range scan of [`Index::scan_db`] in a given transaction.
+fn scan_in(
+    rtxn: &heed::RoTxn<'_>,
+    db: Database<Bytes, Bytes>,
+    prefix: &[u8],
+    start: Option<&[u8]>,
+    mut f: impl FnMut(&[u8], &[u8]) -> Result<Scan, IndexError>,
+) -> Result<(), IndexError> {
+    let mut from = match start {
+        Some(s) if s > prefix => s.to_vec(),
+        _ => prefix.to_vec(),
+    };
+    'seek: loop {
+        // LMDB cannot seek to an empty key: start at the first one.
+        let lower = if from.is_empty() { Bound::Unbounded } else { Bound::Included(from.as_slice()) };
+        for item in db.range(rtxn, &(lower, Bound::Unbounded))? {
+            let (k, v) = item?;
+            if !k.starts_with(prefix) {
+                return Ok(());
+            }
+            match f(k, v)? {
+                Scan::Continue => {}
+                Scan::Stop => return Ok(()),
+                Scan::SeekTo(next) => {
+                    from = next;
+                    continue 'seek;
                 }
             }
-            return Ok(());
         }
+        return Ok(());
     }
 }
 

@@ -24,7 +24,7 @@ use super::error::S3Error;
 use super::object::etag_of;
 use super::xml::{ListBucketResult, ListPage, ListVersionsResult, ObjectEntry, Owner, VersionEntry};
 use super::Ctx;
-use crate::index::{Index, IndexError, ObjectMeta, Record, Scan};
+use crate::index::{IndexError, ObjectMeta, Record, Scan, Snapshot};
 
 /// Default and largest page.
 pub const MAX_KEYS: usize = 1000;
@@ -157,7 +157,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// One page of a bucket's live keys.
-pub fn list_page(index: &Index, bucket: &str, spec: &PageSpec) -> Result<Page, IndexError> {
+pub fn list_page(index: &Snapshot, bucket: &str, spec: &PageSpec) -> Result<Page, IndexError> {
     let mut builder = PageBuilder::new(spec, bucket);
     // max-keys=0 lists nothing and is never truncated (paginators would loop).
     if spec.max_keys > 0 {
@@ -272,7 +272,10 @@ async fn run(ctx: &Ctx<'_>, spec: PageSpec) -> Result<Listed, S3Error> {
     let index = ctx.app.store.index.clone();
     let bucket = ctx.bucket().to_string();
     let listed = web::block(move || -> Result<Listed, IndexError> {
-        let page = list_page(&index, &bucket, &spec)?;
+        // The page and its objects' metadata from one snapshot: an entry's
+        // size and ETag are of the same write, whatever commits meanwhile.
+        let snapshot = index.snapshot()?;
+        let page = list_page(&snapshot, &bucket, &spec)?;
         let base = format!("/{bucket}/");
         let keys: Vec<Vec<u8>> = page
             .entries
@@ -282,7 +285,7 @@ async fn run(ctx: &Ctx<'_>, spec: PageSpec) -> Result<Listed, S3Error> {
                 Entry::Prefix(_) => None,
             })
             .collect();
-        let metas = index.get_metas(&keys)?;
+        let metas = snapshot.get_metas(&keys)?;
         Ok(Listed { page, metas })
     })
     .await
@@ -433,7 +436,7 @@ mod tests {
     use std::ops::Bound;
 
     use super::*;
-    use crate::index::Deleted;
+    use crate::index::{Deleted, Index};
 
     fn live() -> Record {
         Record { volumes: vec!["v".into()], deleted: Deleted::No, hash: String::new(), gen: String::new() }
@@ -643,7 +646,7 @@ mod tests {
     fn all_pages_index(index: &Index, mut s: PageSpec) -> Vec<Vec<String>> {
         let mut pages = Vec::new();
         loop {
-            let p = list_page(index, "b", &s).unwrap();
+            let p = list_page(&index.snapshot().unwrap(), "b", &s).unwrap();
             pages.push(p.entries.iter().map(show).collect());
             match p.next {
                 Some(m) => s.after = Some(m),
