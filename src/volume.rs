@@ -311,6 +311,7 @@ impl VolumeClient {
             let resp = self.http.delete(url).timeout(self.io_timeout).send().await.map_err(|e| {
                 if e.is_timeout() {
                     self.mark_stalled(url);
+                    return Error::Stalled { volume: url.to_string(), reason: e.to_string() };
                 }
                 Error::volume(url, e)
             })?;
@@ -389,7 +390,7 @@ impl VolumeClient {
         drop(tx);
         tokio::time::timeout(self.io_timeout, self.put_stream(url.to_string(), Some(len), rx)).await.map_err(|_| {
             self.mark_stalled(url);
-            Error::volume(url, "no answer within the I/O timeout")
+            Error::Stalled { volume: url.to_string(), reason: "no answer within the I/O timeout".into() }
         })?
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::stream::{self, StreamExt};
 
 use super::{now_secs, Store};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::index::{Files, GcId, Recovered};
 use crate::describe::meta_url;
 use crate::volume::replica_url;
@@ -85,7 +85,12 @@ impl Store {
         let urls = volumes.flat_map(|v| std::iter::once(replica_url(v, &files.key, &files.gen)).chain(meta_url(v, &files.key, &files.gen)));
         for url in urls {
             if let Err(e) = self.volumes.delete(&url).await {
-                tracing::warn!("collector: {e}; trying again in {RETRY_AFTER} s");
+                // A stalled volume was logged when it was marked (and will be
+                // when it answers again): not once more per file and retry.
+                match e {
+                    Error::Stalled { .. } => tracing::debug!("collector: {e}; trying again in {RETRY_AFTER} s"),
+                    _ => tracing::warn!("collector: {e}; trying again in {RETRY_AFTER} s"),
+                }
                 return Outcome::Later(now + RETRY_AFTER);
             }
         }

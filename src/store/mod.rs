@@ -307,7 +307,7 @@ impl Store {
                 Ok(Err(e)) => return Err(Error::volume(url, e)),
                 Err(_) => {
                     self.volumes.mark_stalled(url);
-                    return Err(Error::volume(url, "no answer within the I/O timeout"));
+                    return Err(Error::Stalled { volume: url.clone(), reason: "no answer within the I/O timeout".into() });
                 }
             }
         }
@@ -385,7 +385,7 @@ impl Store {
                 Ok(Err(_)) => return Err(Error::volume(url, "volume closed the upload")),
                 Err(_) => {
                     self.volumes.mark_stalled(url);
-                    return Err(Error::volume(url, "upload stalled for longer than the I/O timeout"));
+                    return Err(Error::Stalled { volume: url.clone(), reason: "upload stalled for longer than the I/O timeout".into() });
                 }
             }
         }
