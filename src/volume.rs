@@ -158,12 +158,14 @@ impl VolumeClient {
         VolumeClient { marks: self.marks.clone(), ..VolumeClient::new(self.head_timeout, self.io_timeout, self.metrics.clone()) }
     }
 
-    /// Note that the volume of `url` let a write stall past the I/O timeout.
-    pub fn mark_stalled(&self, url: &str) {
+    /// Note that the volume of `url` let a write stall past the I/O timeout;
+    /// the write's error (503).
+    pub fn stalled(&self, url: &str, reason: impl std::fmt::Display) -> Error {
         let host = authority(url);
         if self.marks.stalled.insert(host) {
             tracing::warn!("volume {host} stalled a write for the I/O timeout ({:?}): writes to it now wait for it to answer a probe", self.io_timeout);
         }
+        Error::Stalled { volume: url.to_string(), reason: reason.to_string() }
     }
 
     /// Note that the volume of `url` did not answer a read within the HEAD
@@ -310,8 +312,7 @@ impl VolumeClient {
         self.timed("DELETE", url, async {
             let resp = self.http.delete(url).timeout(self.io_timeout).send().await.map_err(|e| {
                 if e.is_timeout() {
-                    self.mark_stalled(url);
-                    return Error::Stalled { volume: url.to_string(), reason: e.to_string() };
+                    return self.stalled(url, e);
                 }
                 Error::volume(url, e)
             })?;
@@ -388,10 +389,9 @@ impl VolumeClient {
         // The channel has room for the one chunk: this never waits.
         let _ = tx.try_send(Ok(body));
         drop(tx);
-        tokio::time::timeout(self.io_timeout, self.put_stream(url.to_string(), Some(len), rx)).await.map_err(|_| {
-            self.mark_stalled(url);
-            Error::Stalled { volume: url.to_string(), reason: "no answer within the I/O timeout".into() }
-        })?
+        tokio::time::timeout(self.io_timeout, self.put_stream(url.to_string(), Some(len), rx))
+            .await
+            .map_err(|_| self.stalled(url, "no answer within the I/O timeout"))?
     }
 
     /// GET a small file whole (metadata and bucket files); `None` if the
@@ -557,7 +557,7 @@ mod tests {
         let url = format!("http://{}/sv01/k", silent.local_addr().unwrap());
         let c = VolumeClient::new(Duration::from_millis(200), Duration::from_secs(5), Arc::new(Metrics::new(&[])));
         c.ready_for_write(&url).await.unwrap();
-        c.mark_stalled(&url);
+        let _ = c.stalled(&url, "test");
         assert!(c.is_stalled(&url) && !c.is_stalled("http://127.0.0.1:1/x"));
         // Every worker's client knows it.
         assert!(c.for_worker().is_stalled(&url));
@@ -567,7 +567,7 @@ mod tests {
         assert!(c.is_stalled(&url));
         // Once it answers (here: another volume at the same address), the mark goes.
         let (answering, _server) = one_put_server().await;
-        c.mark_stalled(&answering);
+        let _ = c.stalled(&answering, "test");
         c.ready_for_write(&answering).await.unwrap();
         assert!(!c.is_stalled(&answering) && c.is_stalled(&url));
         drop(silent);

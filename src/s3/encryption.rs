@@ -13,8 +13,15 @@ use super::error::S3Error;
 
 const SSE: &str = "x-amz-server-side-encryption";
 const KMS: [&str; 3] = ["x-amz-server-side-encryption-aws-kms-key-id", "x-amz-server-side-encryption-context", "x-amz-server-side-encryption-bucket-key-enabled"];
-/// SSE-C: algorithm, key, key MD5; for a copy's source with this prefix.
-const CUSTOMER: [&str; 3] = ["server-side-encryption-customer-algorithm", "server-side-encryption-customer-key", "server-side-encryption-customer-key-md5"];
+/// SSE-C: algorithm, key, key MD5.
+const CUSTOMER: [&str; 3] =
+    ["x-amz-server-side-encryption-customer-algorithm", "x-amz-server-side-encryption-customer-key", "x-amz-server-side-encryption-customer-key-md5"];
+/// SSE-C of a copy's source.
+const SOURCE_CUSTOMER: [&str; 3] = [
+    "x-amz-copy-source-server-side-encryption-customer-algorithm",
+    "x-amz-copy-source-server-side-encryption-customer-key",
+    "x-amz-copy-source-server-side-encryption-customer-key-md5",
+];
 const LOCK: [&str; 3] = ["x-amz-object-lock-mode", "x-amz-object-lock-retain-until-date", "x-amz-object-lock-legal-hold"];
 
 fn argument(message: &str, name: &str, value: &str) -> S3Error {
@@ -25,23 +32,22 @@ fn get<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).map(|v| v.to_str().unwrap_or(""))
 }
 
-/// The SSE-C headers under `prefix` (`x-amz-` or `x-amz-copy-source-`):
+/// The SSE-C headers `names` ([`CUSTOMER`] or [`SOURCE_CUSTOMER`]):
 /// checked as AWS checks them when any is present.
-fn customer_keys(headers: &HeaderMap, prefix: &str) -> Result<bool, S3Error> {
-    let [alg, key, md5] = CUSTOMER.map(|n| get(headers, &format!("{prefix}{n}")));
+fn customer_keys(headers: &HeaderMap, names: &[&str; 3]) -> Result<bool, S3Error> {
+    let [alg, key, md5] = names.map(|n| get(headers, n));
     if alg.is_none() && key.is_none() && md5.is_none() {
         return Ok(false);
     }
-    let name = |i: usize| format!("{prefix}{}", CUSTOMER[i]);
-    let alg = alg.ok_or_else(|| argument("Requests specifying Server Side Encryption with Customer provided keys must provide a valid encryption algorithm.", &name(0), ""))?;
+    let alg = alg.ok_or_else(|| argument("Requests specifying Server Side Encryption with Customer provided keys must provide a valid encryption algorithm.", names[0], ""))?;
     if alg != "AES256" {
-        return Err(argument("The encryption algorithm specified is not valid. The valid value is AES256.", &name(0), alg));
+        return Err(argument("The encryption algorithm specified is not valid. The valid value is AES256.", names[0], alg));
     }
-    let key = key.ok_or_else(|| argument("Requests specifying Server Side Encryption with Customer provided keys must provide an appropriate secret key.", &name(1), ""))?;
-    let md5 = md5.ok_or_else(|| argument("Requests specifying Server Side Encryption with Customer provided keys must provide the client calculated MD5 of the secret key.", &name(2), ""))?;
-    let key_bytes = STANDARD.decode(key).ok().filter(|k| k.len() == 32).ok_or_else(|| argument("The secret key was invalid for the specified algorithm.", &name(1), ""))?;
+    let key = key.ok_or_else(|| argument("Requests specifying Server Side Encryption with Customer provided keys must provide an appropriate secret key.", names[1], ""))?;
+    let md5 = md5.ok_or_else(|| argument("Requests specifying Server Side Encryption with Customer provided keys must provide the client calculated MD5 of the secret key.", names[2], ""))?;
+    let key_bytes = STANDARD.decode(key).ok().filter(|k| k.len() == 32).ok_or_else(|| argument("The secret key was invalid for the specified algorithm.", names[1], ""))?;
     if STANDARD.decode(md5).ok().as_deref() != Some(Md5::digest(&key_bytes).as_slice()) {
-        return Err(argument("The calculated MD5 hash of the key did not match the hash that was provided.", &name(2), ""));
+        return Err(argument("The calculated MD5 hash of the key did not match the hash that was provided.", names[2], ""));
     }
     Ok(true)
 }
@@ -49,7 +55,7 @@ fn customer_keys(headers: &HeaderMap, prefix: &str) -> Result<bool, S3Error> {
 /// A write (PutObject, CopyObject's target, CreateMultipartUpload,
 /// UploadPart): encryption is refused, and object lock too.
 pub fn check_write(headers: &HeaderMap) -> Result<(), S3Error> {
-    let customer = customer_keys(headers, "x-amz-")?;
+    let customer = customer_keys(headers, &CUSTOMER)?;
     let kms = KMS.iter().find_map(|n| get(headers, n).map(|_| *n));
     match get(headers, SSE) {
         Some(v @ ("AES256" | "aws:kms" | "aws:kms:dsse")) => {
@@ -78,8 +84,7 @@ pub fn check_write(headers: &HeaderMap) -> Result<(), S3Error> {
 /// A read (GetObject, HeadObject) or, with `copy_source`, a copy's source:
 /// no object is encrypted, so encryption parameters never apply.
 pub fn check_read(headers: &HeaderMap, copy_source: bool) -> Result<(), S3Error> {
-    let prefix = if copy_source { "x-amz-copy-source-" } else { "x-amz-" };
-    if customer_keys(headers, prefix)? {
+    if customer_keys(headers, if copy_source { &SOURCE_CUSTOMER } else { &CUSTOMER })? {
         return Err(S3Error::InvalidRequest("The encryption parameters are not applicable to this object.".into()));
     }
     if let Some(n) = std::iter::once(SSE).chain(KMS).find(|n| !copy_source && headers.contains_key(*n)) {

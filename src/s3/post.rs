@@ -4,6 +4,7 @@
 //! conditions) is checked against every form field; the file, the last
 //! field, streams to the volumes like a PutObject body.
 
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::{web, HttpResponse};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -250,12 +251,12 @@ fn form_headers(form: &Form) -> Vec<(String, HeaderBytes)> {
 
 /// The form's encryption and object lock fields, as the headers of a
 /// PutObject would carry them.
-fn form_encryption_fields(form: &Form) -> actix_web::http::header::HeaderMap {
-    let mut map = actix_web::http::header::HeaderMap::new();
+fn form_encryption_fields(form: &Form) -> HeaderMap {
+    let mut map = HeaderMap::new();
     for (name, value) in form.fields.iter().filter(|(n, _)| n.starts_with("x-amz-server-side-encryption") || n.starts_with("x-amz-object-lock-")) {
-        if let Ok(n) = actix_web::http::header::HeaderName::try_from(name.as_str()) {
+        if let Ok(n) = HeaderName::try_from(name.as_str()) {
             // A value no header could carry is still a request for encryption.
-            map.insert(n, actix_web::http::header::HeaderValue::from_str(value).unwrap_or(actix_web::http::header::HeaderValue::from_static("?")));
+            map.insert(n, HeaderValue::from_str(value).unwrap_or(HeaderValue::from_static("?")));
         }
     }
     map

@@ -305,10 +305,7 @@ impl Store {
                 Ok(Ok(Ok(()))) => {}
                 Ok(Ok(Err(e))) => return Err(e),
                 Ok(Err(e)) => return Err(Error::volume(url, e)),
-                Err(_) => {
-                    self.volumes.mark_stalled(url);
-                    return Err(Error::Stalled { volume: url.clone(), reason: "no answer within the I/O timeout".into() });
-                }
+                Err(_) => return Err(self.volumes.stalled(url, "no answer within the I/O timeout")),
             }
         }
         result
@@ -383,10 +380,7 @@ impl Store {
             match res {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => return Err(Error::volume(url, "volume closed the upload")),
-                Err(_) => {
-                    self.volumes.mark_stalled(url);
-                    return Err(Error::Stalled { volume: url.clone(), reason: "upload stalled for longer than the I/O timeout".into() });
-                }
+                Err(_) => return Err(self.volumes.stalled(url, "upload stalled for longer than the I/O timeout")),
             }
         }
         Ok(())
